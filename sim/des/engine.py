@@ -1,0 +1,370 @@
+"""The SimPy model of delivery semantics S1–S9, built so cost grows with attempts, not backlog.
+
+Two SimPy processes share one environment:
+
+* `source` releases the scenario's arrivals window by window (design S1);
+* `destination` serves the waiting deliveries oldest-ready first through the token bucket
+  (S2, S3), sends them to the endpoint (S4, S9a), classifies the responses (S5) and decides
+  retries, Retry-After waits, age limits and dead-lettering (S6–S9) — all through `sim.policy`.
+
+Waiting deliveries are never SimPy processes. The destination takes a *block* of the earliest
+waiting items, computes their token times in closed form, draws their responses in one
+vectorized call and decides them together; it keeps the longest prefix that no retry born
+inside the block could have overtaken (a retry joins the FIFO by its ready time), then sleeps
+in simulated time until the block's last dispatch. Every attempt is emitted as a record row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import simpy
+
+from sim import policy
+from sim.arrivals import arrival_windows
+from sim.des.queues import ITEM, ArrivalBuffer, FifoQueue, RetryPool
+from sim.des.server import Server
+from sim.endpoint_model import EndpointModel
+from sim.records import COLUMNS, Chunk
+from sim.rng import Uniforms, generator
+from sim.scenario import Scenario
+
+MIN_BLOCK, MAX_BLOCK = 64, 1 << 16
+FLUSH_ROWS = 1 << 16
+MAX_EXPIRIES_PER_BLOCK = 256
+
+
+class Sink(Protocol):
+    """Where a replication's output goes: arrival times and attempt-record chunks."""
+
+    def arrivals(self, replication: int, times: np.ndarray) -> None: ...
+
+    def attempts(self, chunk: Chunk) -> None: ...
+
+
+class Model:
+    """One replication of a scenario: the SimPy environment, its processes and their state."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        replication: int,
+        sink: Sink,
+        progress: Callable[[float], None] | None = None,
+    ) -> None:
+        if scenario.destination.throttle_order != "fifo":
+            raise NotImplementedError("throttle_order: lifo is not supported by the model yet")
+        self.env = simpy.Environment()
+        self.scenario = scenario
+        self.replication = replication
+        self.sink = sink
+        self.progress = progress
+        self.horizon = scenario.horizon
+        destination = scenario.destination
+        self.rate = destination.invocation_rate_limit_per_second
+        self.capacity = destination.burst
+        self.timeout = destination.timeout
+        self.full_at = 0.0  # token bucket state: full from this instant on (S2)
+        self.policy = scenario.retry_policy
+        self.table = policy.outcome_table(self.policy.retry_statuses)
+        self.endpoint = EndpointModel(scenario.endpoint)
+        self.server = Server() if self.endpoint.has_capacity else None
+        self.arrival_buffer = ArrivalBuffer()
+        self.queue = FifoQueue(self.arrival_buffer, RetryPool())
+        self.draws = {
+            name: Uniforms(generator(scenario.seed, replication, name))
+            for name in ("status", "hang", "latency", "backoff")
+        }
+        self.known_until = 0.0  # arrivals before this instant have been released
+        self.source_done = False
+        self.wakeup: simpy.Event | None = None
+        self.block = 1024
+        self._out: list[Chunk] = []
+        self._out_rows = 0
+
+    # --- SimPy processes ------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Simulate to the horizon and flush every record to the sink."""
+        self.env.process(self.source())
+        self.env.process(self.destination())
+        if self.progress is not None:
+            self.env.process(self.ticker())
+        self.env.run()
+        self._age_out_leftovers()
+        self._flush()
+
+    def source(self):  # type: ignore[no-untyped-def]
+        """Release arrivals window by window; wake the destination when it waits for work."""
+        rng = generator(self.scenario.seed, self.replication, "arrivals")
+        for start, end, times in arrival_windows(self.scenario.arrivals, rng, self.horizon):
+            if start > self.env.now:
+                yield self.env.timeout(start - self.env.now)
+            self.arrival_buffer.extend(times)
+            self.sink.arrivals(self.replication, times)
+            self.known_until = end
+            self._wake()
+        self.source_done = True
+        self._wake()
+
+    def destination(self):  # type: ignore[no-untyped-def]
+        """Serve waiting deliveries block by block, sleeping until each block's last dispatch."""
+        while True:
+            last = self.step(self.known_until)
+            if last is None:  # nothing ready before the release frontier
+                if self.source_done:
+                    return
+                self.wakeup = self.env.event()
+                yield self.wakeup
+            elif last == np.inf:  # the next dispatch would be past the horizon
+                return
+            elif last > self.env.now:
+                yield self.env.timeout(last - self.env.now)
+
+    def ticker(self):  # type: ignore[no-untyped-def]
+        """Report simulated progress every 1 % of the horizon."""
+        step = self.horizon / 100
+        while self.env.now + step <= self.horizon:
+            yield self.env.timeout(step)
+            self.progress(self.env.now)  # type: ignore[misc]
+
+    def _wake(self) -> None:
+        if self.wakeup is not None and not self.wakeup.triggered:
+            self.wakeup.succeed()
+
+    # --- one block of deliveries ----------------------------------------------------------
+
+    def step(self, before: float) -> float | None:
+        """Serve one block of items ready before `before`.
+
+        Returns the last time the block reached (dispatch or age-out), None when nothing is
+        ready, inf when the next item could only leave after the horizon.
+        """
+        items = self.queue.peek(self.block, before)
+        if not items.size:
+            return None
+        deadline = items["arrival_at"] + self.policy.maximum_event_age
+        dispatch_at, full_after, expired, n = self._token_times(
+            items["ready_at"], items["arrival_at"]
+        )
+        beyond = np.where(expired[:n], deadline[:n], dispatch_at[:n]) >= self.horizon
+        if beyond.any():
+            n = int(np.argmax(beyond))
+            if n == 0:
+                return np.inf
+        live = np.flatnonzero(~expired[:n])
+        outcome = self._attempt(items[live], dispatch_at[live])
+        next_ready = np.full(n, np.inf)
+        next_ready[live] = np.nan_to_num(outcome["next_ready_at"], nan=np.inf)
+        k = _first_overtaken(items["ready_at"][:n], next_ready)
+        self._commit(items, live, outcome, expired, deadline, k, full_after)
+        self._resize_block(cut=k < items.size)
+        reached = np.where(expired[:k], deadline[:k], dispatch_at[:k])
+        return float(reached.max())
+
+    def _token_times(
+        self, ready_at: np.ndarray, arrival_at: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Token-bucket dispatch times in queue order, skipping items that age out waiting (S6).
+
+        An aged-out item takes no token; the items behind it are rescheduled without it.
+        Returns (dispatch_at with NaN for aged-out items, bucket state after each item,
+        aged-out mask, number of items decided).
+        """
+        size = ready_at.size
+        dispatch_at = np.full(size, np.nan)
+        full_after = np.empty(size)
+        expired = np.zeros(size, dtype=bool)
+        start, state, n = 0, self.full_at, size
+        for _ in range(MAX_EXPIRIES_PER_BLOCK):
+            times, after = policy.gcra_schedule(state, self.rate, self.capacity, ready_at[start:])
+            late = policy.expired_waiting(times, arrival_at[start:], self.policy)
+            if not late.any():
+                dispatch_at[start:], full_after[start:] = times, after
+                return dispatch_at, full_after, expired, n
+            j = int(np.argmax(late))
+            dispatch_at[start : start + j] = times[:j]
+            full_after[start : start + j] = after[:j]
+            state = after[j - 1] if j else state
+            expired[start + j], full_after[start + j] = True, state
+            start += j + 1
+            if start == size:
+                return dispatch_at, full_after, expired, n
+        return dispatch_at, full_after, expired, start
+
+    def _attempt(self, items: np.ndarray, dispatch_at: np.ndarray) -> dict[str, np.ndarray]:
+        """Send attempts to the endpoint and decide each (S4–S9), drawing without consuming."""
+        m = dispatch_at.size
+        draws = {name: stream.peek(m) for name, stream in self.draws.items()}
+        status, service, hang = self.endpoint.draw(
+            dispatch_at, draws["status"], draws["hang"], draws["latency"]
+        )
+        drawn = {"_status_drawn": status, "_service": service, "_hang_drawn": hang}
+        server = None
+        if self.server is not None:
+            server = self.server.copy()
+            status, response, hang = server.respond(
+                self.endpoint, dispatch_at, status, service, hang, self.timeout
+            )
+        else:
+            response = np.where(hang, self.timeout, service)
+        timed_out = hang | (response > self.timeout)
+        status = np.where(timed_out, policy.STATUS_TIMEOUT, status).astype(np.int16)
+        complete_at = dispatch_at + np.where(timed_out, self.timeout, response)
+        kind = policy.classify(status, self.table)
+        retry_after = self.endpoint.retry_after_s(status, dispatch_at)
+        retries_done = items["retries_done"]
+        backoff = policy.backoff_delay(
+            retries_done + 1, draws["backoff"], self.policy.backoff, items["previous_backoff_s"]
+        )
+        decision = policy.decide(
+            kind,
+            retries_done,
+            items["arrival_at"],
+            complete_at,
+            backoff,
+            retry_after,
+            self.policy,
+            self.scenario.dead_letter_queue,
+        )
+        return {
+            "dispatch_at": dispatch_at,
+            "complete_at": complete_at,
+            "status": status,
+            "outcome": kind,
+            "retry_after_s": retry_after,
+            "next_ready_at": decision.next_ready_at,
+            "final": decision.final,
+            "final_reason": decision.reason,
+            "backoff_s": np.asarray(backoff),
+            "_server": server,  # type: ignore[dict-item]
+            **drawn,
+        }
+
+    def _commit(
+        self,
+        items: np.ndarray,
+        live: np.ndarray,
+        outcome: dict[str, np.ndarray],
+        expired: np.ndarray,
+        deadline: np.ndarray,
+        k: int,
+        full_after: np.ndarray,
+    ) -> None:
+        """Keep the first k items of the block: consume draws, move state, emit records."""
+        taken = int(np.searchsorted(live, k))  # live items among the first k
+        for stream in self.draws.values():
+            stream.consume(taken)
+        if self.server is not None:
+            if taken == live.size:
+                self.server = outcome["_server"]  # type: ignore[assignment]
+            else:
+                self._replay_server(outcome, taken)
+        self.full_at = float(full_after[k - 1])
+        self.queue.consume(k)
+        chosen = {name: np.asarray(v)[:taken] for name, v in outcome.items() if name[0] != "_"}
+        sent = items[live[:taken]]
+        waiting = chosen["final"] == policy.NO_FINAL
+        if waiting.any():
+            retries = np.zeros(int(waiting.sum()), dtype=ITEM)
+            retries["ready_at"] = chosen["next_ready_at"][waiting]
+            retries["arrival_at"] = sent["arrival_at"][waiting]
+            retries["event_id"] = sent["event_id"][waiting]
+            retries["retries_done"] = sent["retries_done"][waiting] + 1
+            retries["previous_backoff_s"] = chosen["backoff_s"][waiting]
+            self.queue.retries.add(retries)
+        self._emit(sent, chosen)
+        aged = np.flatnonzero(expired[:k])
+        if aged.size:
+            self._emit_aged_out(items[aged], deadline[aged])
+
+    def _replay_server(self, outcome: dict[str, np.ndarray], taken: int) -> None:
+        """Advance the real server by the kept prefix only: same inputs, so the same result."""
+        assert self.server is not None
+        self.server.respond(
+            self.endpoint,
+            outcome["dispatch_at"][:taken],
+            outcome["_status_drawn"][:taken],
+            outcome["_service"][:taken],
+            outcome["_hang_drawn"][:taken],
+            self.timeout,
+        )
+
+    def _resize_block(self, cut: bool) -> None:
+        self.block = max(MIN_BLOCK, self.block // 2) if cut else min(MAX_BLOCK, self.block * 2)
+
+    # --- records --------------------------------------------------------------------------
+
+    def _emit(self, sent: np.ndarray, chosen: dict[str, np.ndarray]) -> None:
+        if not sent.size:
+            return
+        chunk = {
+            "replication": np.full(sent.size, self.replication, dtype=np.int32),
+            "event_id": sent["event_id"],
+            "attempt": (sent["retries_done"] + 1).astype(np.int16),
+            "arrival_at": sent["arrival_at"],
+            "ready_at": sent["ready_at"],
+            **{name: chosen[name] for name in COLUMNS if name in chosen},
+        }
+        self._push(chunk)
+
+    def _emit_aged_out(self, items: np.ndarray, deadline: np.ndarray) -> None:
+        """Rows for events that reached the maximum age while waiting for a token (S6)."""
+        n = items.size
+        self._push(
+            {
+                "replication": np.full(n, self.replication, dtype=np.int32),
+                "event_id": items["event_id"],
+                "attempt": (items["retries_done"] + 1).astype(np.int16),
+                "arrival_at": items["arrival_at"],
+                "ready_at": items["ready_at"],
+                "dispatch_at": np.full(n, np.nan),
+                "complete_at": deadline,
+                "status": np.full(n, policy.STATUS_TIMEOUT, dtype=np.int16),
+                "outcome": np.full(n, policy.EXPIRED, dtype=np.int8),
+                "retry_after_s": np.full(n, np.nan),
+                "next_ready_at": np.full(n, np.nan),
+                "final": np.full(n, policy.age_out_final(self.scenario.dead_letter_queue), np.int8),
+                "final_reason": np.full(n, policy.MAXIMUM_EVENT_AGE, dtype=np.int8),
+            }
+        )
+
+    def _age_out_leftovers(self) -> None:
+        """Items still waiting at the horizon whose maximum age fell before it have aged out."""
+        items = self.queue.peek(len(self.queue), self.horizon)
+        deadline = items["arrival_at"] + self.policy.maximum_event_age
+        aged = deadline < self.horizon
+        if aged.any():
+            self._emit_aged_out(items[aged], deadline[aged])
+
+    def _push(self, chunk: Chunk) -> None:
+        self._out.append({name: np.asarray(chunk[name], dtype=dt) for name, dt in COLUMNS.items()})
+        self._out_rows += chunk["event_id"].size
+        if self._out_rows >= FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._out:
+            merged = {name: np.concatenate([c[name] for c in self._out]) for name in COLUMNS}
+            self.sink.attempts(merged)
+        self._out, self._out_rows = [], 0
+
+
+def _first_overtaken(ready_at: np.ndarray, next_ready_at: np.ndarray) -> int:
+    """Length of the prefix no retry born in the block overtakes (FIFO by ready time, S3)."""
+    earliest_retry = np.minimum.accumulate(next_ready_at)
+    before = np.concatenate(([np.inf], earliest_retry[:-1]))
+    overtaken = ready_at > before
+    return int(np.argmax(overtaken)) if overtaken.any() else ready_at.size
+
+
+def simulate_replication(
+    scenario: Scenario,
+    replication: int,
+    sink: Sink,
+    progress: Callable[[float], None] | None = None,
+) -> None:
+    """Run one replication of the scenario, sending arrivals and attempt records to `sink`."""
+    Model(scenario, replication, sink, progress).run()

@@ -1,0 +1,172 @@
+"""Compact waiting structures of the model: arrivals not yet served, retries waiting out a backoff.
+
+Nothing here is per-event Python objects: arrivals are windows of sorted times (a backlog of
+millions is a few arrays and a position), retries are a few sorted runs of a structured array
+merged like an LSM tree. Both support `peek` (look at the earliest items without taking them)
+and `consume` (take a prefix of what was peeked), which is what block-wise dispatch needs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+ITEM = np.dtype(
+    [
+        ("ready_at", "f8"),
+        ("arrival_at", "f8"),
+        ("event_id", "i8"),
+        ("retries_done", "i2"),
+        ("previous_backoff_s", "f8"),
+    ]
+)
+"""One waiting delivery: when it became ready, its event, and how many retries it already had."""
+
+
+class ArrivalBuffer:
+    """Arrivals not yet served, oldest first; event ids are their global arrival index."""
+
+    def __init__(self) -> None:
+        self._windows: deque[tuple[int, np.ndarray]] = deque()  # (id of first time, times)
+        self._pos = 0  # position in the first window
+        self._next_id = 0
+
+    def extend(self, times: np.ndarray) -> None:
+        """Append a window of sorted arrival times."""
+        if times.size:
+            self._windows.append((self._next_id, times))
+            self._next_id += times.size
+
+    def __len__(self) -> int:
+        return sum(t.size for _, t in self._windows) - self._pos
+
+    @property
+    def arrived(self) -> int:
+        """Arrivals appended so far."""
+        return self._next_id
+
+    def peek(self, n: int, before: float) -> np.ndarray:
+        """Up to n earliest waiting arrivals with arrival time < before, as ITEM records."""
+        parts, need, pos = [], n, self._pos
+        for first_id, times in self._windows:
+            stop = min(times.size, pos + need)
+            if times[stop - 1] >= before:
+                stop = pos + int(np.searchsorted(times[pos:stop], before, side="left"))
+            if stop > pos:
+                part = np.zeros(stop - pos, dtype=ITEM)
+                part["ready_at"] = part["arrival_at"] = times[pos:stop]
+                part["event_id"] = np.arange(first_id + pos, first_id + stop)
+                part["previous_backoff_s"] = np.nan
+                parts.append(part)
+                need -= stop - pos
+            if need == 0 or stop < times.size:
+                break
+            pos = 0
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=ITEM)
+
+    def consume(self, k: int) -> None:
+        """Remove the k earliest waiting arrivals."""
+        while k:
+            times = self._windows[0][1]
+            step = min(k, times.size - self._pos)
+            self._pos += step
+            k -= step
+            if self._pos == times.size:
+                self._windows.popleft()
+                self._pos = 0
+
+
+class RetryPool:
+    """Retries waiting for their ready time, as sorted runs (merged so there are O(log n) runs)."""
+
+    def __init__(self) -> None:
+        self._runs: list[np.ndarray] = []
+        self._starts: list[int] = []
+        self._peeked_from: np.ndarray = np.zeros(0, dtype=np.int32)
+
+    def __len__(self) -> int:
+        return sum(r.size - s for r, s in zip(self._runs, self._starts, strict=True))
+
+    def add(self, items: np.ndarray) -> None:
+        """Add ITEM records (any order)."""
+        if not items.size:
+            return
+        self._runs.append(np.sort(items, order="ready_at", kind="stable"))
+        self._starts.append(0)
+        while len(self._runs) > 1 and self._size(-2) <= 2 * self._size(-1):
+            newer, older = self._pop_run(), self._pop_run()
+            merged = np.concatenate((older, newer))
+            self._runs.append(merged[np.argsort(merged["ready_at"], kind="stable")])
+            self._starts.append(0)
+
+    def _size(self, i: int) -> int:
+        return self._runs[i].size - self._starts[i]
+
+    def _pop_run(self) -> np.ndarray:
+        run, start = self._runs.pop(), self._starts.pop()
+        return run[start:]
+
+    def min_ready(self) -> float:
+        """Earliest ready time waiting (inf when empty)."""
+        heads = [r["ready_at"][s] for r, s in zip(self._runs, self._starts, strict=True) if s < r.size]
+        return min(heads, default=np.inf)
+
+    def peek(self, n: int, until: float) -> np.ndarray:
+        """Up to n earliest retries with ready time <= until, sorted by ready time."""
+        parts, sources = [], []
+        for i, (run, start) in enumerate(zip(self._runs, self._starts, strict=True)):
+            stop = start + int(np.searchsorted(run["ready_at"][start:], until, side="right"))
+            stop = min(stop, start + n)
+            if stop > start:
+                parts.append(run[start:stop])
+                sources.append(np.full(stop - start, i, dtype=np.int32))
+        if not parts:
+            self._peeked_from = np.zeros(0, dtype=np.int32)
+            return np.zeros(0, dtype=ITEM)
+        items, origin = np.concatenate(parts), np.concatenate(sources)
+        order = np.argsort(items["ready_at"], kind="stable")[:n]
+        self._peeked_from = origin[order]
+        return items[order]
+
+    def consume(self, k: int) -> None:
+        """Remove the first k items of the last peek."""
+        if k:
+            counts = np.bincount(self._peeked_from[:k], minlength=len(self._runs))
+            for i, count in enumerate(counts):
+                self._starts[i] += int(count)
+            keep = [i for i, r in enumerate(self._runs) if self._starts[i] < r.size]
+            self._runs = [self._runs[i] for i in keep]
+            self._starts = [self._starts[i] for i in keep]
+        self._peeked_from = np.zeros(0, dtype=np.int32)
+
+
+class FifoQueue:
+    """Oldest-ready first (S3 `fifo`): arrivals and ready retries merged by ready time."""
+
+    def __init__(self, arrivals: ArrivalBuffer, retries: RetryPool) -> None:
+        self.arrivals = arrivals
+        self.retries = retries
+        self._is_arrival: np.ndarray = np.zeros(0, dtype=bool)
+
+    def peek(self, n: int, before: float) -> np.ndarray:
+        """Up to n waiting items ready before `before`, in service order."""
+        fresh = self.arrivals.peek(n, before)
+        until = fresh["ready_at"][-1] if fresh.size == n else np.nextafter(before, -np.inf)
+        retries = self.retries.peek(n, until)
+        if not retries.size:
+            self._is_arrival = np.ones(fresh.size, dtype=bool)
+            return fresh
+        items = np.concatenate((fresh, retries))
+        order = np.argsort(items["ready_at"], kind="stable")[:n]
+        self._is_arrival = order < fresh.size
+        return items[order]
+
+    def consume(self, k: int) -> None:
+        """Take the first k items of the last peek out of the queue."""
+        from_arrivals = int(np.count_nonzero(self._is_arrival[:k]))
+        self.arrivals.consume(from_arrivals)
+        self.retries.consume(k - from_arrivals)
+
+    def __len__(self) -> int:
+        return len(self.arrivals) + len(self.retries)

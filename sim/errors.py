@@ -1,0 +1,19 @@
+"""The one error type users see: bad input, reported as one line naming file, key path and problem."""
+
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """Bad input (scenario, config, CSV, events): the CLI prints `str(err)` and exits with code 2."""
+
+    def __init__(self, source: str | None, key: str | None, problem: str) -> None:
+        self.source = source
+        self.key = key
+        self.problem = problem
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        """Format as `file: key.path: problem`, leaving out the parts that are unknown."""
+        parts = [p for p in (self.source, self.key) if p]
+        one_line = " ".join(self.problem.split())
+        return ": ".join([*parts, one_line])

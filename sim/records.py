@@ -1,0 +1,66 @@
+"""The attempt record of design §6, shared by both engines: compact column chunks and their DataFrame.
+
+Engines emit chunks: dicts of equal-length NumPy arrays with the columns below, outcomes,
+finals and reasons as small integer codes (see `sim.policy`), status 0/1 for timeout /
+connection failure. `to_frame` turns chunks into the documented, readable table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from sim.policy import FINALS, OUTCOMES, REASONS, STATUS_CONNECTION_ERROR
+
+COLUMNS: dict[str, type] = {
+    "replication": np.int32,
+    "event_id": np.int64,
+    "attempt": np.int16,
+    "arrival_at": np.float64,
+    "ready_at": np.float64,
+    "dispatch_at": np.float64,
+    "complete_at": np.float64,
+    "status": np.int16,
+    "outcome": np.int8,
+    "retry_after_s": np.float64,
+    "next_ready_at": np.float64,
+    "final": np.int8,
+    "final_reason": np.int8,
+}
+"""Column name -> dtype of an attempt chunk. Times are seconds since the run started."""
+
+Chunk = dict[str, np.ndarray]
+
+
+def empty_chunk() -> Chunk:
+    """A chunk with no rows."""
+    return {name: np.empty(0, dtype=dtype) for name, dtype in COLUMNS.items()}
+
+
+def concat(chunks: Iterable[Chunk]) -> Chunk:
+    """One chunk holding the rows of many, in order."""
+    chunks = list(chunks)
+    if not chunks:
+        return empty_chunk()
+    return {name: np.concatenate([c[name] for c in chunks]) for name in COLUMNS}
+
+
+def to_frame(chunks: Iterable[Chunk] | Chunk) -> pd.DataFrame:
+    """The attempt records as a DataFrame with readable outcome/final/reason and nullable status."""
+    chunk = chunks if isinstance(chunks, dict) else concat(chunks)
+    frame = pd.DataFrame({name: np.asarray(chunk[name], dtype=COLUMNS[name]) for name in COLUMNS})
+    status = frame["status"].astype("Int16")
+    frame["status"] = status.mask(status <= STATUS_CONNECTION_ERROR)
+    frame["outcome"] = _names(frame["outcome"], OUTCOMES)
+    frame["final"] = _names(frame["final"], FINALS)
+    frame["final_reason"] = _names(frame["final_reason"], REASONS)
+    return frame
+
+
+def _names(codes: pd.Series, names: tuple[str | None, ...]) -> pd.Series:
+    labels = [n for n in names if n is not None]
+    offset = 1 if names[0] is None else 0
+    values = pd.Categorical.from_codes(codes.to_numpy().astype(int) - offset, categories=labels)
+    return pd.Series(values, index=codes.index)

@@ -1,0 +1,282 @@
+"""Metrics from attempt records (design §6): the only place summaries and time series are computed.
+
+`Accumulator` is a sink for either engine: it folds arrival times and attempt-record chunks
+into per-bin counts as they stream by, so a replication with 20 M attempts needs no more
+memory than its delays. `finish()` gives one replication's summary and time series;
+`aggregate` gives means and 95 % confidence intervals across replications.
+
+Counting is "as seen at the horizon": an event is delivered, dead-lettered or dropped once
+the attempt (or age-out) that ended it completed before the horizon; otherwise it is pending.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from sim import policy
+from sim.records import Chunk
+from sim.scenario import MAX_RETRY_ATTEMPTS, Scenario
+
+COST_PER_INVOCATION_USD = 0.20 / 1e6
+DELAY_BINS = np.concatenate(([0.0], np.logspace(-3, 6, 721)))
+"""Edges of the delivery-delay histogram (seconds), used for CDF plots."""
+SERIES = ("arrivals", "attempts", "successes", "retries", "dlq", "dropped")
+LEVELS = ("backlog", "retry_pool", "in_flight")
+
+
+@dataclass
+class ReplicationResult:
+    """What one replication produced: its summary metrics, time series and delay histogram."""
+
+    replication: int
+    summary: dict[str, Any]
+    timeseries: pd.DataFrame
+    delay_histogram: np.ndarray
+    attempts_per_event: np.ndarray
+    records: list[Chunk] = field(default_factory=list)
+
+
+class Accumulator:
+    """Sink that folds one replication's arrivals and attempt records into counts per time bin."""
+
+    def __init__(self, scenario: Scenario, replication: int, keep_records: bool = False) -> None:
+        self.scenario = scenario
+        self.replication = replication
+        self.horizon = scenario.horizon
+        self.sample_s = scenario.sample_every
+        self.fine_s = max(self.horizon / 2e6, min(1.0, self.sample_s))
+        n_fine = math.ceil(self.horizon / self.fine_s)
+        self.fine = {name: np.zeros(n_fine, dtype=np.int64) for name in _FINE_COUNTERS}
+        self.n_arrived = 0
+        self.delays: list[np.ndarray] = []
+        self.counts: dict[str, int] = {}
+        self.dlq_by_reason = np.zeros(len(policy.REASONS), dtype=np.int64)
+        self.attempts_per_event = np.zeros(MAX_RETRY_ATTEMPTS + 3, dtype=np.int64)
+        self.throttled = 0
+        self.keep_records = keep_records
+        self.records: list[Chunk] = []
+
+    def _bin(self, name: str, times: np.ndarray) -> None:
+        times = times[times < self.horizon]
+        if times.size:
+            index = (times / self.fine_s).astype(np.int64)
+            self.fine[name] += np.bincount(index, minlength=self.fine[name].size)[: self.fine[name].size]
+
+    def _count(self, name: str, n: int) -> None:
+        self.counts[name] = self.counts.get(name, 0) + int(n)
+
+    def arrivals(self, replication: int, times: np.ndarray) -> None:
+        self.n_arrived += times.size
+        self._bin("arrivals", times)
+
+    def attempts(self, chunk: Chunk) -> None:
+        if self.keep_records:
+            self.records.append(chunk)
+        outcome, final = chunk["outcome"], chunk["final"]
+        complete = chunk["complete_at"]
+        sent = outcome != policy.EXPIRED
+        dispatch = chunk["dispatch_at"][sent]
+        self._bin("attempts", dispatch)
+        self._bin("retries", dispatch[chunk["attempt"][sent] > 1])
+        self._bin("left_backlog", np.where(sent, chunk["dispatch_at"], complete))
+        self._bin("completed", complete[sent])
+        waiting = final == policy.NO_FINAL
+        self._bin("to_retry_pool", complete[waiting])
+        self._bin("ready_again", chunk["next_ready_at"][waiting])
+        ended = (final != policy.NO_FINAL) & (complete < self.horizon)
+        delivered = ended & (final == policy.FINAL_DELIVERED)
+        self._bin("successes", complete[sent & (outcome == policy.DELIVERED)])
+        self._bin("dlq", complete[ended & (final == policy.FINAL_DLQ)])
+        self._bin("dropped", complete[ended & (final == policy.FINAL_DROPPED)])
+        self._count("InvocationAttempts", sent.sum())
+        self._count("SuccessfulInvocationAttempts", (outcome == policy.DELIVERED).sum())
+        self._count("RetryInvocationAttempts", (sent & (chunk["attempt"] > 1)).sum())
+        self._count("events_delivered", delivered.sum())
+        self._count("events_dlq", (ended & (final == policy.FINAL_DLQ)).sum())
+        self._count("events_dropped", (ended & (final == policy.FINAL_DROPPED)).sum())
+        self.throttled += int((chunk["dispatch_at"][sent] > chunk["ready_at"][sent] + 1e-9).sum())
+        failed = ended & (final != policy.FINAL_DELIVERED)
+        self.dlq_by_reason += np.bincount(
+            chunk["final_reason"][failed & (final == policy.FINAL_DLQ)],
+            minlength=len(policy.REASONS),
+        )
+        made = chunk["attempt"][ended].astype(np.int64) - (outcome[ended] == policy.EXPIRED)
+        self.attempts_per_event += np.bincount(
+            np.minimum(made, self.attempts_per_event.size - 1), minlength=self.attempts_per_event.size
+        )
+        self.delays.append((complete[delivered] - chunk["arrival_at"][delivered]).astype(np.float32))
+
+    def finish(self) -> ReplicationResult:
+        """This replication's summary metrics and time series."""
+        levels = self._levels()
+        delays = np.concatenate(self.delays) if self.delays else np.empty(0, np.float32)
+        summary = self._summary(levels, delays.astype(np.float64))
+        return ReplicationResult(
+            replication=self.replication,
+            summary=summary,
+            timeseries=self._timeseries(levels),
+            delay_histogram=np.histogram(delays, bins=DELAY_BINS)[0],
+            attempts_per_event=self.attempts_per_event,
+            records=self.records,
+        )
+
+    def _levels(self) -> dict[str, np.ndarray]:
+        """Backlog, retry pool and in-flight at the end of each fine bin."""
+        f = self.fine
+        enter = np.cumsum(f["arrivals"] + f["ready_again"])
+        return {
+            "backlog": enter - np.cumsum(f["left_backlog"]),
+            "retry_pool": np.cumsum(f["to_retry_pool"] - f["ready_again"]),
+            "in_flight": np.cumsum(f["attempts"] - f["completed"]),
+        }
+
+    def _timeseries(self, levels: dict[str, np.ndarray]) -> pd.DataFrame:
+        per_sample = max(1, round(self.sample_s / self.fine_s))
+        n_fine = self.fine["arrivals"].size
+        ends = np.arange(per_sample - 1, n_fine, per_sample)
+        if ends.size == 0 or ends[-1] != n_fine - 1:
+            ends = np.append(ends, n_fine - 1)
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        frame = {
+            "replication": self.replication,
+            "time_s": np.minimum((ends + 1) * self.fine_s, self.horizon),
+        }
+        frame.update({name: levels[name][ends] for name in LEVELS})
+        for name in SERIES:
+            frame[name] = np.add.reduceat(self.fine[name], starts)
+        return pd.DataFrame(frame)
+
+    def _summary(self, levels: dict[str, np.ndarray], delays: np.ndarray) -> dict[str, Any]:
+        c = self.counts
+        attempts = c.get("InvocationAttempts", 0)
+        ended = c.get("events_delivered", 0) + c.get("events_dlq", 0) + c.get("events_dropped", 0)
+        backlog = levels["backlog"]
+        summary: dict[str, Any] = {
+            "replication": self.replication,
+            "events_arrived": self.n_arrived,
+            "events_delivered": c.get("events_delivered", 0),
+            "InvocationAttempts": attempts,
+            "SuccessfulInvocationAttempts": c.get("SuccessfulInvocationAttempts", 0),
+            "RetryInvocationAttempts": c.get("RetryInvocationAttempts", 0),
+            "FailedInvocations": c.get("events_dlq", 0) + c.get("events_dropped", 0),
+            "InvocationsSentToDlq": c.get("events_dlq", 0),
+        }
+        for code, reason in enumerate(policy.REASONS):
+            if reason is not None:
+                summary[f"InvocationsSentToDlq.{reason}"] = int(self.dlq_by_reason[code])
+        summary.update(
+            {
+                "events_dropped": c.get("events_dropped", 0),
+                "events_pending": self.n_arrived - ended,
+                "backlog_peak": int(backlog.max(initial=0)),
+                "backlog_peak_at_s": float((int(np.argmax(backlog)) + 1) * self.fine_s)
+                if backlog.size
+                else 0.0,
+                "backlog_at_end": int(backlog[-1]) if backlog.size else 0,
+                "retry_pool_peak": int(levels["retry_pool"].max(initial=0)),
+                "time_to_drain_s": self._time_to_drain(backlog),
+                "delivery_delay_s.p50": _quantile(delays, 0.50),
+                "delivery_delay_s.p90": _quantile(delays, 0.90),
+                "delivery_delay_s.p99": _quantile(delays, 0.99),
+                "delivery_delay_s.max": float(delays.max()) if delays.size else math.nan,
+                "delivery_delay_s.mean": float(delays.mean()) if delays.size else math.nan,
+                "endpoint_peak_rps": float(self.fine["attempts"].max(initial=0) / self.fine_s),
+                "throttled_fraction": self.throttled / attempts if attempts else 0.0,
+                "dropped_fraction": c.get("events_dropped", 0) / max(self.n_arrived, 1),
+                "dlq_fraction": c.get("events_dlq", 0) / max(self.n_arrived, 1),
+                "estimated_cost_usd": attempts * COST_PER_INVOCATION_USD,
+            }
+        )
+        return summary
+
+    def _time_to_drain(self, backlog: np.ndarray) -> float:
+        """Length of the congestion episode holding the backlog peak: from when the backlog first
+        rose above one burst (the bucket's capacity) to when it fell back; NaN if it never did."""
+        threshold = self.scenario.destination.burst
+        if not backlog.size or backlog.max() <= threshold:
+            return 0.0
+        peak = int(np.argmax(backlog))
+        below = backlog <= threshold
+        before = np.flatnonzero(below[:peak])
+        after = np.flatnonzero(below[peak:])
+        if not after.size:
+            return math.nan
+        start = before[-1] + 1 if before.size else 0
+        return float((peak + after[0] - start) * self.fine_s)
+
+
+_FINE_COUNTERS = (
+    "arrivals",
+    "attempts",
+    "retries",
+    "successes",
+    "dlq",
+    "dropped",
+    "left_backlog",
+    "completed",
+    "to_retry_pool",
+    "ready_again",
+)
+
+
+def _quantile(values: np.ndarray, q: float) -> float:
+    return float(np.quantile(values, q)) if values.size else math.nan
+
+
+def summary_frame(results: list[ReplicationResult]) -> pd.DataFrame:
+    """One row of summary metrics per replication."""
+    return pd.DataFrame([r.summary for r in results]).set_index("replication").sort_index()
+
+
+def timeseries_frame(results: list[ReplicationResult]) -> pd.DataFrame:
+    """The time series of every replication, stacked."""
+    return pd.concat([r.timeseries for r in results], ignore_index=True)
+
+
+def aggregate(summary: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Mean, standard deviation and t-based confidence interval of each metric across replications."""
+    n = summary.notna().sum()
+    mean, sd = summary.mean(), summary.std(ddof=1)
+    half = pd.Series(
+        [
+            stats.t.ppf(0.5 + confidence / 2, k - 1) * s / math.sqrt(k) if k > 1 else math.nan
+            for k, s in zip(n, sd, strict=True)
+        ],
+        index=summary.columns,
+    )
+    return pd.DataFrame(
+        {"mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half, "n": n}
+    )
+
+
+def slo_verdict(scenario: Scenario, table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Check each SLO the scenario sets against the aggregated metrics (mean and CI upper bound)."""
+    checks = []
+    slo = scenario.slo
+    pairs = [
+        ("max_p99_delivery_delay", "delivery_delay_s.p99", slo.max_p99_delivery_delay),
+        ("max_dropped_fraction", "dropped_fraction", slo.max_dropped_fraction),
+        ("max_dlq_fraction", "dlq_fraction", slo.max_dlq_fraction),
+    ]
+    for name, metric, limit in pairs:
+        if limit is None:
+            continue
+        row = table.loc[metric]
+        worst = row["ci_high"] if not math.isnan(row["ci_high"]) else row["mean"]
+        checks.append(
+            {
+                "slo": name,
+                "metric": metric,
+                "limit": limit,
+                "mean": row["mean"],
+                "ci_high": row["ci_high"],
+                "met": bool(not math.isnan(worst) and worst <= limit),
+            }
+        )
+    return checks
