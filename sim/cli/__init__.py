@@ -1,0 +1,55 @@
+"""The `sim` command line: a thin layer where each command parses options and makes one library call.
+
+Every command module registers itself on `app`. Bad input anywhere surfaces as `InputError`
+and becomes one line on stderr and exit code 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from sim.errors import InputError
+
+
+class _Group(TyperGroup):
+    """Turns InputError into `error: file: key: problem` and exit code 2, for every command."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InputError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise click.exceptions.Exit(2) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Capacity planner for HTTP event delivery (EventBridge API destinations).",
+)
+
+
+def _register() -> None:
+    from sim.cli import model  # noqa: F401  (commands register themselves on import)
+
+    for optional in ("live", "endpoint", "analysis", "validation"):
+        try:
+            __import__(f"sim.cli.{optional}")
+        except ModuleNotFoundError as err:
+            if err.name != f"sim.cli.{optional}":
+                raise
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""Model commands: `sim run`, `sim check`."""
