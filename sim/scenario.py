@@ -45,6 +45,20 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Loaded:
+    """Arrays read from a CSV, attached to a frozen model; equal when their contents are equal."""
+
+    def __init__(self, *arrays: np.ndarray) -> None:
+        self.arrays = arrays
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Loaded) and all(
+            np.array_equal(a, b) for a, b in zip(self.arrays, other.arrays, strict=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def _base_dir(info: ValidationInfo) -> Path:
     context = info.context or {}
     return Path(context.get("base_dir", "."))
@@ -98,18 +112,18 @@ class CountsArrivals(Strict):
     count_column: str
     bin: PositiveDuration | None = None
     scale: Annotated[float, Field(ge=0)] = 1.0
-    _bins: tuple[np.ndarray, np.ndarray] = PrivateAttr()
+    _bins: Loaded = PrivateAttr()
 
     @model_validator(mode="after")
     def _load(self) -> CountsArrivals:
-        self._bins = read_counts(Path(self.path), self.time_column, self.count_column, self.bin)
+        self._bins = Loaded(*read_counts(Path(self.path), self.time_column, self.count_column, self.bin))
         return self
 
     @property
     def bins(self) -> tuple[np.ndarray, np.ndarray]:
         """(bin start times s since the first row, rate per second in each bin), scale applied."""
-        starts, width_rates = self._bins
-        return starts, width_rates * self.scale
+        edges, rates = self._bins.arrays
+        return edges, rates * self.scale
 
 
 class TraceArrivals(Strict):
@@ -118,17 +132,17 @@ class TraceArrivals(Strict):
     kind: Literal["trace"]
     path: CsvPath
     column: str
-    _times: np.ndarray = PrivateAttr()
+    _times: Loaded = PrivateAttr()
 
     @model_validator(mode="after")
     def _load(self) -> TraceArrivals:
-        self._times = np.sort(read_samples(Path(self.path), self.column, times=True))
+        self._times = Loaded(np.sort(read_samples(Path(self.path), self.column, times=True)))
         return self
 
     @property
     def times(self) -> np.ndarray:
         """Sorted arrival times, seconds since the run started."""
-        return self._times
+        return self._times.arrays[0]
 
 
 Arrivals = Annotated[
@@ -188,18 +202,18 @@ class EmpiricalLatency(Strict):
     path: CsvPath
     column: str
     unit: Literal["s", "ms"] = "s"
-    _samples: np.ndarray = PrivateAttr()
+    _samples: Loaded = PrivateAttr()
 
     @model_validator(mode="after")
     def _load(self) -> EmpiricalLatency:
         values = read_samples(Path(self.path), self.column, times=False)
-        self._samples = np.sort(values * (0.001 if self.unit == "ms" else 1.0))
+        self._samples = Loaded(np.sort(values * (0.001 if self.unit == "ms" else 1.0)))
         return self
 
     @property
     def samples(self) -> np.ndarray:
         """Sorted service times in seconds."""
-        return self._samples
+        return self._samples.arrays[0]
 
 
 Latency = Annotated[

@@ -58,8 +58,7 @@ def _seconds(column: pd.Series, path: Path, name: str) -> np.ndarray:
             f"{path}: column {name!r} line {row + 2}: {column.iloc[row]!r} is neither seconds "
             "nor a timestamp"
         )
-    nanos = stamps.astype("int64").to_numpy()
-    return (nanos - nanos.min()) / 1e9
+    return (stamps - stamps.min()).dt.total_seconds().to_numpy(dtype=float)
 
 
 def read_samples(path: Path, column: str, *, times: bool) -> np.ndarray:

@@ -1,1 +1,117 @@
-"""Model commands: `sim run`, `sim check`."""
+"""Model commands: `sim run` (simulate and write a report) and `sim check` (validate a scenario)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sim.api import simulate
+from sim.arrivals import expected_count
+from sim.cli import app
+from sim.loading import load_scenario
+from sim.report import HEADLINE, write_report
+from sim.results import RunResult
+
+console = Console()
+
+ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a scenario key: key.path=value (repeatable)."),
+]
+
+
+@app.command()
+def run(
+    scenario_file: ScenarioArg,
+    replications: Annotated[int | None, typer.Option(help="Replications (default: scenario's).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Root random seed (default: scenario's).")] = None,
+    horizon: Annotated[str | None, typer.Option(help="Simulated time, e.g. 6h (default: scenario's).")] = None,
+    set_: SetOption = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder (default: reports/<name>).")] = None,
+    records: Annotated[bool, typer.Option("--records", help="Also write attempts.csv.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
+) -> None:
+    """Simulate a scenario and write its report folder (summary, time series, plots, report.md)."""
+    shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
+    overrides = [*(set_ or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)]
+    scenario = load_scenario(scenario_file, overrides)
+    with _progress_bar(f"simulating {scenario.name}") as tick:
+        result = simulate(scenario, records=records, workers=workers, progress=tick)
+    folder = write_report(result, out or Path("reports") / result.scenario.name)
+    _print_summary(result)
+    console.print(f"report: [bold]{folder / 'report.md'}[/bold]")
+
+
+@app.command()
+def check(scenario_file: ScenarioArg, set_: SetOption = None) -> None:
+    """Validate a scenario and print it resolved, with every default filled in."""
+    scenario = load_scenario(scenario_file, set_ or [])
+    typer.echo(yaml.safe_dump(scenario.resolved(), sort_keys=False).rstrip())
+    expected = expected_count(scenario.arrivals, scenario.horizon)
+    typer.echo(
+        f"# valid: {scenario_file}; about {expected:,.0f} arrivals expected per replication "
+        f"({expected / scenario.horizon:,.1f}/s on average)"
+    )
+
+
+class _Ticker:
+    def __init__(self, progress: Progress, task: int) -> None:
+        self.progress, self.task = progress, task
+
+    def __call__(self, fraction: float) -> None:
+        self.progress.update(self.task, completed=min(fraction, 1.0) * 100)
+
+
+class _progress_bar:
+    """A rich progress bar over the fraction of the run done (quiet when not a terminal)."""
+
+    def __init__(self, label: str) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.label = label
+
+    def __enter__(self) -> _Ticker:
+        self.progress.start()
+        return _Ticker(self.progress, self.progress.add_task(self.label, total=100))
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def _number(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if value == int(value) or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:,.4g}"
+
+
+def _print_summary(result: RunResult) -> None:
+    table = Table(title=f"{result.scenario.name}: {len(result.replications)} replications, "
+                  f"{result.wall_s:.1f} s", title_justify="left")
+    table.add_column("metric")
+    table.add_column("mean", justify="right")
+    table.add_column("95 % CI", justify="right")
+    for name in HEADLINE:
+        row = result.metrics.loc[name]
+        table.add_row(name, _number(row["mean"]), f"{_number(row['ci_low'])} – {_number(row['ci_high'])}")
+    console.print(table)
+    for check in result.slo:
+        mark = "[green]met[/green]" if check["met"] else "[red]NOT met[/red]"
+        console.print(f"SLO {check['slo']} ≤ {_number(check['limit'])}: {mark} "
+                      f"(mean {_number(check['mean'])}, CI upper {_number(check['ci_high'])})")

@@ -48,6 +48,8 @@ class ArrivalBuffer:
 
     def peek(self, n: int, before: float) -> np.ndarray:
         """Up to n earliest waiting arrivals with arrival time < before, as ITEM records."""
+        if n <= 0:
+            return np.zeros(0, dtype=ITEM)
         parts, need, pos = [], n, self._pos
         for first_id, times in self._windows:
             stop = min(times.size, pos + need)
@@ -151,6 +153,8 @@ class FifoQueue:
 
     def peek(self, n: int, before: float) -> np.ndarray:
         """Up to n waiting items ready before `before`, in service order."""
+        if n <= 0:
+            return np.zeros(0, dtype=ITEM)
         fresh = self.arrivals.peek(n, before)
         until = fresh["ready_at"][-1] if fresh.size == n else np.nextafter(before, -np.inf)
         retries = self.retries.peek(n, until)

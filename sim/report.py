@@ -1,0 +1,264 @@
+"""The report folder of design §6: summary.json, timeseries.csv, the resolved scenario, plots, report.md.
+
+The folder is written under a temporary name and renamed into place at the end, so an error
+never leaves a partial report behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+from sim.durations import format_duration  # noqa: E402
+from sim.results import RunResult  # noqa: E402
+
+HEADLINE = (
+    "events_arrived",
+    "events_delivered",
+    "InvocationAttempts",
+    "RetryInvocationAttempts",
+    "InvocationsSentToDlq",
+    "events_dropped",
+    "events_pending",
+    "backlog_peak",
+    "time_to_drain_s",
+    "delivery_delay_s.p50",
+    "delivery_delay_s.p99",
+    "delivery_delay_s.max",
+    "endpoint_peak_rps",
+    "throttled_fraction",
+    "estimated_cost_usd",
+)
+
+
+# --- plots ------------------------------------------------------------------------------------
+
+
+def _band(timeseries: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Mean and 95 % CI of a time-series column across replications, per time bin."""
+    grouped = timeseries.groupby("time_s")[column]
+    mean, sd, n = grouped.mean(), grouped.std(ddof=1), grouped.count()
+    half = 1.96 * sd / np.sqrt(n)
+    return pd.DataFrame({"mean": mean, "low": mean - half.fillna(0), "high": mean + half.fillna(0)})
+
+
+def _hours(seconds: pd.Index | np.ndarray) -> np.ndarray:
+    return np.asarray(seconds, dtype=float) / 3600.0
+
+
+def plot_backlog(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
+    """Events waiting for a token and waiting out a backoff, mean with 95 % CI band."""
+    ax = ax or plt.subplots(figsize=(9, 4))[1]
+    for column, color in (("backlog", "C0"), ("retry_pool", "C3")):
+        band = _band(result.timeseries, column)
+        x = _hours(band.index)
+        ax.plot(x, band["mean"], color=color, label=column.replace("_", " "))
+        ax.fill_between(x, band["low"], band["high"], color=color, alpha=0.25, linewidth=0)
+    ax.set(xlabel="time (h)", ylabel="events", title="Backlog (waiting for a token) and retry pool")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_throughput(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
+    """Arrivals, attempts and successes per second, mean across replications."""
+    ax = ax or plt.subplots(figsize=(9, 4))[1]
+    per_s = result.scenario.sample_every
+    for column in ("arrivals", "attempts", "successes"):
+        band = _band(result.timeseries, column)
+        ax.plot(_hours(band.index), band["mean"] / per_s, label=column)
+    limit = result.scenario.destination.invocation_rate_limit_per_second
+    if limit is not None:
+        ax.axhline(limit, color="k", linestyle="--", linewidth=1, label="rate limit")
+    ax.set(xlabel="time (h)", ylabel="per second", title="Throughput")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_delay_cdf(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
+    """Cumulative distribution of delivery delay (arrival to successful response)."""
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    edges, cdf = result.delay_cdf()
+    ax.step(edges, cdf, where="post")
+    slo = result.scenario.slo.max_p99_delivery_delay
+    if slo is not None:
+        ax.axvline(slo, color="C3", linestyle="--", label=f"SLO p99 ≤ {format_duration(slo)}")
+        ax.legend()
+    ax.set(xscale="log", xlabel="delivery delay (s)", ylabel="fraction delivered within",
+           title="Delivery delay CDF", ylim=(0, 1.01))
+    ax.grid(alpha=0.3, which="both")
+    return ax
+
+
+def plot_dlq(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
+    """Cumulative events dead-lettered and dropped over time, mean across replications."""
+    ax = ax or plt.subplots(figsize=(9, 4))[1]
+    series = result.timeseries.copy()
+    for column in ("dlq", "dropped"):
+        series[column] = series.groupby("replication")[column].cumsum()
+        band = _band(series, column)
+        ax.plot(_hours(band.index), band["mean"], label=column)
+        ax.fill_between(_hours(band.index), band["low"], band["high"], alpha=0.25, linewidth=0)
+    ax.set(xlabel="time (h)", ylabel="events (cumulative)", title="Dead-lettered and dropped")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_attempts_per_event(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
+    """How many attempts ended events took."""
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    counts = result.attempts_per_event()
+    used = np.flatnonzero(counts)
+    last = int(used[-1]) + 1 if used.size else 2
+    ax.bar(np.arange(last), counts[:last], color="C2")
+    ax.set(yscale="log", xlabel="attempts per event", ylabel="events", title="Attempts per event")
+    ax.grid(alpha=0.3, axis="y")
+    return ax
+
+
+PLOTS = {
+    "backlog.png": plot_backlog,
+    "throughput.png": plot_throughput,
+    "delay_cdf.png": plot_delay_cdf,
+    "dlq.png": plot_dlq,
+    "attempts_per_event.png": plot_attempts_per_event,
+}
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become null, NumPy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def summary_document(result: RunResult) -> dict[str, Any]:
+    """The content of summary.json."""
+    scenario = result.scenario
+    return _clean(
+        {
+            "scenario": scenario.name,
+            "seed": scenario.seed,
+            "replications": len(result.replications),
+            "horizon_s": scenario.horizon,
+            "wall_s": round(result.wall_s, 3),
+            "metrics": {
+                name: {k: row[k] for k in ("mean", "sd", "ci_low", "ci_high")}
+                for name, row in result.metrics.iterrows()
+            },
+            "per_replication": result.summary.reset_index().to_dict(orient="records"),
+            "slo": result.slo,
+            "assumptions": scenario.assumptions(),
+        }
+    )
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if abs(value) >= 1000 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:,.4g}"
+
+
+def report_markdown(result: RunResult) -> str:
+    """report.md: verdict, headline metrics with CIs, plots and the assumptions used."""
+    s = result.scenario
+    lines = [f"# {s.name}", ""]
+    rate = s.destination.invocation_rate_limit_per_second
+    lines.append(
+        f"Horizon {format_duration(s.horizon)}, {len(result.replications)} replications "
+        f"(seed {s.seed}), rate limit {'unlimited' if rate is None else f'{rate:g}/s'}, "
+        f"burst {s.destination.burst:g}, DLQ {'on' if s.dead_letter_queue else 'off'}. "
+        f"Simulated in {result.wall_s:.1f} s."
+    )
+    lines += ["", "## SLO verdict", ""]
+    if result.slo:
+        lines += ["| objective | limit | mean | 95 % CI upper | verdict |", "|---|---|---|---|---|"]
+        for check in result.slo:
+            verdict = "**met**" if check["met"] else "**NOT met**"
+            lines.append(
+                f"| {check['slo']} | {_fmt(check['limit'])} | {_fmt(check['mean'])} | "
+                f"{_fmt(check['ci_high'])} | {verdict} |"
+            )
+    else:
+        lines.append("The scenario sets no SLO (`slo:`), so there is no verdict.")
+    lines += ["", "## Metrics (mean and 95 % CI across replications)", ""]
+    lines += ["| metric | mean | 95 % CI |", "|---|---|---|"]
+    for name in HEADLINE:
+        row = result.metrics.loc[name]
+        lines.append(f"| {name} | {_fmt(row['mean'])} | {_fmt(row['ci_low'])} – {_fmt(row['ci_high'])} |")
+    lines += ["", "Dead-letter reasons (mean events per replication):", ""]
+    for name, row in result.metrics.iterrows():
+        if str(name).startswith("InvocationsSentToDlq.") and row["mean"] > 0:
+            lines.append(f"* {str(name).split('.', 1)[1]}: {_fmt(row['mean'])}")
+    lines += ["", "## Plots", ""]
+    for file in PLOTS:
+        lines.append(f"![{file[:-4]}]({file})")
+    lines += ["", "## Assumptions (not documented by AWS; see design S2, S3, S7)", ""]
+    for key, value in s.assumptions().items():
+        lines.append(f"* `{key}`: {value}")
+    lines += [
+        "",
+        "Definitions: delivery delay = arrival to the successful response; backlog = events ready "
+        "and waiting for a token; time_to_drain_s = length of the congestion episode around the "
+        "backlog peak (backlog above one burst); counts are as seen at the horizon.",
+        "",
+        "Files: `summary.json`, `timeseries.csv`, `scenario.yaml` (resolved), "
+        + ("`attempts.csv`, " if result.records is not None else "")
+        + "and the plots above.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(result: RunResult, out_dir: Path) -> Path:
+    """Write the whole report folder atomically; returns its path."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (staging / "summary.json").write_text(json.dumps(summary_document(result), indent=2))
+        result.timeseries.to_csv(staging / "timeseries.csv", index=False)
+        (staging / "scenario.yaml").write_text(
+            yaml.safe_dump(result.scenario.resolved(), sort_keys=False)
+        )
+        records = result.records
+        if records is not None:
+            records.to_csv(staging / "attempts.csv", index=False)
+        for name, plot in PLOTS.items():
+            fig, ax = plt.subplots(figsize=(9, 4))
+            plot(result, ax)
+            fig.tight_layout()
+            fig.savefig(staging / name, dpi=110)
+            plt.close(fig)
+        (staging / "report.md").write_text(report_markdown(result))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
