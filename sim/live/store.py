@@ -1,0 +1,339 @@
+"""Durable state of the live core in SQLite (WAL): accepted events, pending deliveries, the DLQ.
+
+An accepted event and its deliveries (one per matching rule target) are committed in one
+transaction before the event is acknowledged. Each attempt's result moves a delivery on:
+a retry stores its new ready time, an end stores `delivered`, `dlq` (with the DLQ record)
+or `dropped`. After a crash, `pending()` lists every delivery not yet ended, so a restarted
+core resumes them; an attempt in flight at the crash is made again (at-least-once).
+
+`Store` is synchronous and must be used from one thread at a time; `StoreWriter` runs it in
+one worker thread for the asyncio core and commits queued operations together (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sim.errors import InputError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    bus TEXT NOT NULL,
+    body TEXT NOT NULL,
+    accepted_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    event INTEGER NOT NULL REFERENCES events(id),
+    rule TEXT NOT NULL,
+    target TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dlq', 'dropped')),
+    ready_at REAL NOT NULL,
+    retries_done INTEGER NOT NULL DEFAULT 0,
+    previous_backoff_s REAL,
+    last_status INTEGER,
+    last_message TEXT,
+    ended_at REAL
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (state) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    delivery INTEGER NOT NULL UNIQUE REFERENCES deliveries(id),
+    queue_arn TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    at REAL NOT NULL
+);
+"""
+SCHEMA_VERSION = "1"
+ENDED_STATES = ("delivered", "dlq", "dropped")
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to accept, with the (rule name, target id) pairs it matched. Times: epoch s."""
+
+    event_id: str
+    bus: str
+    body: str
+    accepted_at: float
+    targets: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    """A delivery not yet ended, as stored. `ready_at`/`accepted_at` are epoch seconds."""
+
+    id: int
+    event_id: str
+    bus: str
+    body: str
+    accepted_at: float
+    rule: str
+    target: str
+    ready_at: float
+    retries_done: int
+    previous_backoff_s: float | None
+    last_status: int | None
+    last_message: str | None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A delivery waits for another attempt from `ready_at` (epoch s), after `last_status`."""
+
+    delivery: int
+    ready_at: float
+    retries_done: int
+    previous_backoff_s: float | None
+    last_status: int
+    last_message: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A delivery ended: `delivered`, `dlq` (with its DLQ attributes) or `dropped`."""
+
+    delivery: int
+    state: str
+    retries_done: int
+    at: float
+    queue_arn: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+Operation = NewEvent | Retry | Finish | None  # None: a barrier that only waits for a commit
+
+
+class Store:
+    """The SQLite database of one core (WAL, synchronous=FULL)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self.db.executescript(SCHEMA)
+            found = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except sqlite3.DatabaseError as err:
+            raise InputError(str(path), None, f"not a usable core database ({err})") from None
+        if found is None:
+            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        elif found[0] != SCHEMA_VERSION:
+            raise InputError(str(path), None, f"database schema {found[0]} is not {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def apply(self, operations: list[Operation]) -> list[Any]:
+        """Apply operations in one transaction; a NewEvent's result is its delivery ids."""
+        results: list[Any] = []
+        with self._transaction():
+            for op in operations:
+                results.append(self._apply(op))
+        return results
+
+    def accept(self, event: NewEvent) -> list[int]:
+        """Accept one event (committed on return); returns its delivery ids."""
+        result: list[int] = self.apply([event])[0]
+        return result
+
+    def _apply(self, op: Operation) -> Any:
+        if isinstance(op, NewEvent):
+            cursor = self.db.execute(
+                "INSERT INTO events (event_id, bus, body, accepted_at) VALUES (?, ?, ?, ?)",
+                (op.event_id, op.bus, op.body, op.accepted_at),
+            )
+            ids = []
+            for rule, target in op.targets:
+                row = self.db.execute(
+                    "INSERT INTO deliveries (event, rule, target, state, ready_at)"
+                    " VALUES (?, ?, ?, 'pending', ?)",
+                    (cursor.lastrowid, rule, target, op.accepted_at),
+                )
+                ids.append(int(row.lastrowid or 0))
+            return ids
+        if isinstance(op, Retry):
+            self.db.execute(
+                "UPDATE deliveries SET ready_at=?, retries_done=?, previous_backoff_s=?,"
+                " last_status=?, last_message=? WHERE id=? AND state='pending'",
+                (
+                    op.ready_at,
+                    op.retries_done,
+                    op.previous_backoff_s,
+                    op.last_status,
+                    op.last_message,
+                    op.delivery,
+                ),
+            )
+        elif isinstance(op, Finish):
+            self.db.execute(
+                "UPDATE deliveries SET state=?, retries_done=?, ended_at=?"
+                " WHERE id=? AND state='pending'",
+                (op.state, op.retries_done, op.at, op.delivery),
+            )
+            if op.state == "dlq":
+                self.db.execute(
+                    "INSERT OR REPLACE INTO dead_letters (delivery, queue_arn, attributes, at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (op.delivery, op.queue_arn or "", json.dumps(op.attributes), op.at),
+                )
+        return None
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    def pending(self) -> list[PendingDelivery]:
+        """Every delivery not yet ended, oldest ready first."""
+        rows = self.db.execute(
+            "SELECT d.id, e.event_id, e.bus, e.body, e.accepted_at, d.rule, d.target,"
+            " d.ready_at, d.retries_done, d.previous_backoff_s, d.last_status, d.last_message"
+            " FROM deliveries d JOIN events e ON e.id = d.event"
+            " WHERE d.state = 'pending' ORDER BY d.ready_at, d.id"
+        ).fetchall()
+        return [PendingDelivery(*row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Number of accepted events and of deliveries in each state."""
+        result = {"events": self.db.execute("SELECT count(*) FROM events").fetchone()[0]}
+        for state in ("pending", *ENDED_STATES):
+            result[state] = 0
+        for state, n in self.db.execute("SELECT state, count(*) FROM deliveries GROUP BY state"):
+            result[state] = n
+        return result
+
+    def dead_letters(self) -> Iterator[dict[str, Any]]:
+        """DLQ records in order: original event, attributes, queue, delivery id, time (UTC)."""
+        rows = self.db.execute(
+            "SELECT q.delivery, q.queue_arn, q.attributes, q.at, e.body"
+            " FROM dead_letters q JOIN deliveries d ON d.id = q.delivery"
+            " JOIN events e ON e.id = d.event ORDER BY q.id"
+        )
+        for delivery, queue_arn, attributes, at, body in rows:
+            yield {
+                "event": json.loads(body),
+                "attributes": json.loads(attributes),
+                "dead_letter_queue": queue_arn,
+                "delivery_id": delivery,
+                "dead_lettered_at": datetime.fromtimestamp(at, UTC).isoformat(),
+            }
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        """Every delivery with its state (for inspection and tests)."""
+        cursor = self.db.execute(
+            "SELECT d.id, e.event_id, e.body, d.rule, d.target, d.state, d.retries_done"
+            " FROM deliveries d JOIN events e ON e.id = d.event ORDER BY d.id"
+        )
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+T = TypeVar("T")
+
+
+class StoreWriter:
+    """Runs a Store in one worker thread; queued operations are committed together.
+
+    `accept` waits for its commit (persist before acknowledging); `record` queues a retry or
+    an end and returns at once; `drain` waits until everything queued is committed.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sim-store")
+        self._queue: list[tuple[Operation, asyncio.Future[Any] | None]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="store-writer")
+
+    async def call(self, function: Callable[[], T]) -> T:
+        """Run a function (e.g. a read) in the store's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+
+    async def accept(self, events: list[NewEvent]) -> list[list[int]]:
+        """Persist events with their deliveries; returns their delivery ids once committed."""
+        futures = [self._enqueue(event, wait=True) for event in events]
+        return list(await asyncio.gather(*futures))  # type: ignore[arg-type]
+
+    def record(self, operation: Retry | Finish) -> None:
+        """Queue a delivery's retry or end for the next commit."""
+        self._enqueue(operation, wait=False)
+
+    async def drain(self) -> None:
+        """Wait until every queued operation is committed; raise if a commit failed."""
+        barrier = self._enqueue(None, wait=True)
+        assert barrier is not None
+        await barrier
+        if self.error is not None:
+            raise self.error
+
+    async def close(self) -> None:
+        """Drain, stop the worker and close the database."""
+        try:
+            if self._task is not None:
+                await self.drain()
+        finally:
+            if self._task is not None:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+                self._task = None
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.store.close)
+            self._executor.shutdown(wait=True)
+
+    def _enqueue(self, op: Operation, wait: bool) -> asyncio.Future[Any] | None:
+        future = asyncio.get_running_loop().create_future() if wait else None
+        self._queue.append((op, future))
+        self._wakeup.set()
+        return future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                operations: list[Operation] = [op for op, _ in batch if op is not None]
+                try:
+                    apply = self.store.apply
+                    results = await loop.run_in_executor(self._executor, apply, operations)
+                except Exception as err:  # disk full, I/O error: fail the waiters, keep going
+                    self.error = err
+                    for _, future in batch:
+                        if future is not None and not future.done():
+                            future.set_exception(err)
+                    continue
+                answers = iter(results)
+                for op, future in batch:
+                    answer = next(answers) if op is not None else None
+                    if future is not None and not future.done():
+                        future.set_result(answer)
