@@ -210,7 +210,8 @@ def report_markdown(result: RunResult) -> str:
     lines += ["| metric | mean | 95 % CI |", "|---|---|---|"]
     for name in HEADLINE:
         row = result.metrics.loc[name]
-        lines.append(f"| {name} | {_fmt(row['mean'])} | {_fmt(row['ci_low'])} – {_fmt(row['ci_high'])} |")
+        interval = "–" if math.isnan(row["ci_low"]) else f"{_fmt(row['ci_low'])} – {_fmt(row['ci_high'])}"
+        lines.append(f"| {name} | {_fmt(row['mean'])} | {interval} |")
     lines += ["", "Dead-letter reasons (mean events per replication):", ""]
     for name, row in result.metrics.iterrows():
         if str(name).startswith("InvocationsSentToDlq.") and row["mean"] > 0:

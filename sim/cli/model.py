@@ -109,7 +109,8 @@ def _print_summary(result: RunResult) -> None:
     table.add_column("95 % CI", justify="right")
     for name in HEADLINE:
         row = result.metrics.loc[name]
-        table.add_row(name, _number(row["mean"]), f"{_number(row['ci_low'])} – {_number(row['ci_high'])}")
+        interval = "–" if math.isnan(row["ci_low"]) else f"{_number(row['ci_low'])} – {_number(row['ci_high'])}"
+        table.add_row(name, _number(row["mean"]), interval)
     console.print(table)
     for check in result.slo:
         mark = "[green]met[/green]" if check["met"] else "[red]NOT met[/red]"
