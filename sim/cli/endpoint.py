@@ -1,0 +1,61 @@
+"""`sim endpoint`: serve a scenario's endpoint model over real HTTP (for clients and validation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sim.cli import app
+from sim.errors import InputError
+from sim.live.endpoint_server import EndpointServer, OAuthSettings, RequestLog, describe, serve
+from sim.loading import load_scenario
+
+
+@app.command()
+def endpoint(
+    scenario_file: Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)],
+    port: Annotated[int, typer.Option(help="Port to listen on (0 = any free port).")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    log: Annotated[
+        Path | None, typer.Option(help="Request log: .csv, else JSONL (secrets redacted).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: scenario's).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a scenario key: key.path=value (repeatable)."),
+    ] = None,
+    oauth_client_id: Annotated[
+        str | None, typer.Option(help="Serve POST /oauth/token for this client id.")
+    ] = None,
+    oauth_client_secret: Annotated[
+        str | None,
+        typer.Option(
+            help="Client secret the token endpoint accepts.", envvar="SIM_OAUTH_CLIENT_SECRET"
+        ),
+    ] = None,
+    oauth_token_lifetime: Annotated[
+        float, typer.Option(help="Lifetime of issued tokens, seconds.")
+    ] = 3600.0,
+) -> None:
+    """Serve a scenario's endpoint: latency, status mix, Retry-After, capacity, incidents, hangs.
+
+    Prints `listening on URL` once ready; runs until Ctrl-C or SIGTERM.
+    """
+    scenario = load_scenario(scenario_file, set_ or [])
+    if (oauth_client_id is None) != (oauth_client_secret is None):
+        raise InputError(None, None, "give both --oauth-client-id and --oauth-client-secret")
+    oauth = None
+    if oauth_client_id is not None and oauth_client_secret is not None:
+        oauth = OAuthSettings(oauth_client_id, oauth_client_secret, oauth_token_lifetime)
+    try:
+        request_log = RequestLog(log, keep=False)
+    except OSError as err:
+        raise InputError(str(log), None, err.strerror or str(err)) from None
+    server = EndpointServer(scenario, seed=seed, oauth=oauth, log=request_log)
+    typer.echo(f"serving {describe(scenario)}", err=True)
+    try:
+        serve(server, host, port, announce=lambda url: typer.echo(f"listening on {url}"))
+    except OSError as err:
+        raise InputError(None, "--port", f"cannot listen on {host}:{port}: {err}") from None
