@@ -1,0 +1,148 @@
+"""Live-core commands: `sim core run`, `sim core dlq` and `sim test-event-pattern`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sim.cli import app
+from sim.errors import InputError
+from sim.live.config import CoreConfig, load_config
+from sim.live.ingest import Envelope, read_event_file, stdin_events
+from sim.live.patterns import InvalidEvent, InvalidEventPattern, test_event_pattern
+from sim.live.service import CsvRecords, Events, RunSummary, run_core
+from sim.live.store import Store
+
+core_app = typer.Typer(
+    no_args_is_help=True, help="The live delivery core: deliver events to real HTTP endpoints."
+)
+app.add_typer(core_app, name="core")
+
+DbOption = Annotated[Path, typer.Option("--db", help="SQLite database of the core (WAL).")]
+
+
+@core_app.command("run")
+def run(
+    config_file: Annotated[Path, typer.Argument(help="Core config (YAML or JSON).")],
+    db: DbOption,
+    events: Annotated[
+        str | None, typer.Option("--events", help="Events as JSONL: a file, or - for stdin.")
+    ] = None,
+    listen: Annotated[
+        str | None, typer.Option("--listen", help="Serve PutEvents on HOST:PORT (port 0: any).")
+    ] = None,
+    until_idle: Annotated[
+        bool,
+        typer.Option("--until-idle", help="Exit once every accepted event has ended."),
+    ] = False,
+    records: Annotated[
+        Path | None, typer.Option("--records", help="Write attempt records to this CSV file.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log core activity.")] = False,
+) -> None:
+    """Deliver events: resume pending deliveries, ingest events, run until idle or Ctrl-C."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+    config = load_config(config_file)
+    envelope = Envelope(config.sim.account, config.sim.region)
+    source: Events | None = None
+    if events == "-":
+        source = stdin_events(envelope)
+    elif events is not None:
+        source = read_event_file(Path(events), envelope)  # checked whole before accepting any
+    address = _address(listen) if listen is not None else None
+    sink = CsvRecords(records) if records is not None else None
+    try:
+        summary = asyncio.run(_serve(config, db, source, address, until_idle, sink))
+    finally:
+        if sink is not None:
+            sink.close()
+    _report(summary)
+
+
+async def _serve(
+    config: CoreConfig,
+    db: Path,
+    source: Events | None,
+    address: tuple[str, int] | None,
+    until_idle: bool,
+    sink: CsvRecords | None,
+) -> RunSummary:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
+
+    def listening(url: str) -> None:
+        typer.echo(f"listening for PutEvents on {url}", err=True)
+        sys.stderr.flush()
+
+    return await run_core(
+        config,
+        db,
+        events=source,
+        listen=address,
+        until_idle=until_idle,
+        sink=sink,
+        stop=stop,
+        on_listening=listening,
+    )
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise InputError(None, "--listen", f"{text!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _report(summary: RunSummary) -> None:
+    c = summary.counts
+    typer.echo(
+        f"accepted {summary.accepted} events in this run; deliveries: {c['delivered']} delivered,"
+        f" {c['dlq']} dead-lettered, {c['dropped']} dropped, {c['pending']} pending",
+        err=True,
+    )
+    if summary.orphans:
+        typer.echo(
+            f"warning: {summary.orphans} pending deliveries belong to rules or targets "
+            "that are not in this config",
+            err=True,
+        )
+
+
+@core_app.command("dlq")
+def dlq(db: DbOption) -> None:
+    """Print the dead-letter queue as JSONL: original event plus the S9 attributes."""
+    if not db.is_file():
+        raise InputError(str(db), None, "no such database")
+    store = Store(db)
+    try:
+        for record in store.dead_letters():
+            typer.echo(json.dumps(record, ensure_ascii=False))
+    finally:
+        store.close()
+
+
+@app.command("test-event-pattern")
+def test_event_pattern_command(
+    event_pattern: Annotated[str, typer.Option("--event-pattern", help="Event pattern (JSON).")],
+    event: Annotated[str, typer.Option("--event", help="Event (JSON).")],
+) -> None:
+    """Test an event against an event pattern, like `aws events test-event-pattern`."""
+    try:
+        result = test_event_pattern(event_pattern, event)
+    except InvalidEventPattern as err:
+        raise InputError(None, "--event-pattern", str(err)) from None
+    except InvalidEvent as err:
+        raise InputError(None, "--event", str(err)) from None
+    typer.echo(json.dumps({"Result": result}))

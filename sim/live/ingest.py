@@ -1,0 +1,290 @@
+"""Getting events into the core: JSONL lines and an HTTP endpoint speaking EventBridge PutEvents.
+
+Both forms of event are accepted: a PutEvents entry (`Source`, `DetailType`, `Detail` as a
+JSON string, optional `Resources`, `Time`, `EventBusName`) is turned into the event
+EventBridge would build; a full event (`source`, `detail-type`, `detail`, ...) has its
+missing envelope fields filled in. The HTTP endpoint speaks AWS JSON 1.1
+(`X-Amz-Target: AWSEvents.PutEvents`), so an unmodified AWS SDK pointed at it with
+`endpoint_url` can send events; it answers only after the events are persisted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiohttp import web
+
+from sim.errors import InputError
+from sim.live.core import DeliveryCore
+
+MAX_ENTRIES = 10
+MAX_ENTRY_BYTES = 256 * 1024
+BATCH_LINES = 500
+JSON_11 = "application/x-amz-json-1.1"
+
+
+class EntryError(ValueError):
+    """A PutEvents entry EventBridge would refuse: `code` and message as in its response."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Account and region stamped on events built here."""
+
+    account: str = "123456789012"
+    region: str = "us-east-1"
+
+
+def bus_name(value: Any) -> str:
+    """An event bus name from a name or an ARN (`...:event-bus/NAME`); default `default`."""
+    if not value:
+        return "default"
+    text = str(value)
+    return text.rsplit("event-bus/", 1)[-1] if text.startswith("arn:") else text
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def event_from_entry(entry: Mapping[str, Any], envelope: Envelope) -> tuple[str, dict[str, Any]]:
+    """(bus, event) for a PutEvents entry, or EntryError as PutEvents reports per entry."""
+    for key in ("Source", "DetailType"):
+        if not isinstance(entry.get(key), str) or not entry[key]:
+            raise EntryError("InvalidArgument", f"Parameter {key} is not valid.")
+    detail_text = entry.get("Detail")
+    try:
+        detail = json.loads(detail_text) if isinstance(detail_text, str) else None
+    except ValueError:
+        detail = None
+    if not isinstance(detail, dict):
+        raise EntryError("MalformedDetail", "Detail is malformed.")
+    resources = entry.get("Resources", [])
+    if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
+        raise EntryError("InvalidArgument", "Parameter Resources is not valid.")
+    if len(json.dumps(entry)) > MAX_ENTRY_BYTES:
+        raise EntryError("InvalidArgument", "Entry is larger than 256 KB.")
+    event = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": entry["DetailType"],
+        "source": entry["Source"],
+        "account": envelope.account,
+        "time": _entry_time(entry.get("Time")),
+        "region": envelope.region,
+        "resources": resources,
+        "detail": detail,
+    }
+    return bus_name(entry.get("EventBusName")), event
+
+
+def _entry_time(value: Any) -> str:
+    """An entry's `Time` (epoch seconds, as SDKs send it, or ISO 8601), else now."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _utc(datetime.fromtimestamp(value, UTC))
+    if isinstance(value, str) and value:
+        try:
+            return _utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            raise EntryError("InvalidArgument", "Parameter Time is not valid.") from None
+    return _utc(datetime.now(UTC))
+
+
+def event_from_line(data: Any, envelope: Envelope) -> tuple[str, dict[str, Any]]:
+    """(bus, event) for one JSONL value: a PutEvents entry or a full event (filled in)."""
+    if not isinstance(data, dict):
+        raise ValueError("each line must be a JSON object (an event or a PutEvents entry)")
+    if any(key in data for key in ("Source", "DetailType", "Detail")):
+        try:
+            return event_from_entry(data, envelope)
+        except EntryError as err:
+            raise ValueError(str(err)) from None
+    for key in ("source", "detail-type"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise ValueError(f"the event has no {key!r} string")
+    if "detail" in data and not isinstance(data["detail"], dict):
+        raise ValueError("'detail' must be a JSON object")
+    event = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "account": envelope.account,
+        "time": _utc(datetime.now(UTC)),
+        "region": envelope.region,
+        "resources": [],
+        "detail": {},
+    }
+    event.update(data)
+    return "default", event
+
+
+def parse_line(text: str, source: str, number: int, envelope: Envelope) -> tuple[str, dict] | None:
+    """One JSONL line as (bus, event); None for a blank line; InputError naming the line."""
+    if not text.strip():
+        return None
+    try:
+        return event_from_line(json.loads(text), envelope)
+    except ValueError as err:
+        problem = f"invalid JSON: {err}" if isinstance(err, json.JSONDecodeError) else str(err)
+        raise InputError(source, f"line {number}", problem) from None
+
+
+def read_event_file(path: Path, envelope: Envelope) -> list[tuple[str, dict[str, Any]]]:
+    """Every event of a JSONL file, checked completely before any is accepted."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(str(path), None, "no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(str(path), None, f"cannot read: {err}") from None
+    events = []
+    for number, line in enumerate(lines, start=1):
+        parsed = parse_line(line, str(path), number, envelope)
+        if parsed is not None:
+            events.append(parsed)
+    return events
+
+
+async def stream_events(
+    stream: TextIO, envelope: Envelope, source: str = "<stdin>"
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Events from a text stream (e.g. stdin) as lines arrive; stops at the first bad line."""
+    number = 0
+    while True:
+        line = await asyncio.to_thread(stream.readline)
+        if not line:
+            return
+        number += 1
+        parsed = parse_line(line, source, number, envelope)
+        if parsed is not None:
+            yield parsed
+
+
+async def submit_all(
+    core: DeliveryCore, events: AsyncIterator[tuple[str, dict[str, Any]]] | list[Any]
+) -> int:
+    """Submit events in order, batched per bus; returns how many were accepted."""
+    count = 0
+    batch: list[dict[str, Any]] = []
+    batch_bus = "default"
+
+    async def flush() -> None:
+        nonlocal count, batch
+        if batch:
+            await core.submit(batch, bus=batch_bus)
+            count += len(batch)
+            batch = []
+
+    async for bus, event in _aiter(events):
+        if bus != batch_bus or len(batch) >= BATCH_LINES:
+            await flush()
+            batch_bus = bus
+        batch.append(event)
+    await flush()
+    return count
+
+
+async def _aiter(items: Any) -> AsyncIterator[Any]:
+    if isinstance(items, list):
+        for item in items:
+            yield item
+    else:
+        async for item in items:
+            yield item
+
+
+# --- the PutEvents endpoint --------------------------------------------------------------------
+
+
+def put_events_app(core: DeliveryCore, envelope: Envelope) -> web.Application:
+    """An aiohttp application answering EventBridge `PutEvents` calls (AWS JSON 1.1)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        target = request.headers.get("X-Amz-Target", "")
+        if target != "AWSEvents.PutEvents":
+            return _error(
+                400, "UnknownOperationException", f"Operation {target!r} is not supported"
+            )
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return _error(400, "SerializationException", "The request body is not valid JSON")
+        entries = body.get("Entries") if isinstance(body, dict) else None
+        if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_ENTRIES:
+            message = f"Entries must be a list of 1 to {MAX_ENTRIES} entries"
+            return _error(400, "ValidationException", message)
+        results: list[dict[str, str]] = []
+        by_bus: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for index, entry in enumerate(entries):
+            try:
+                bus, event = event_from_entry(entry if isinstance(entry, dict) else {}, envelope)
+            except EntryError as err:
+                results.append({"ErrorCode": err.code, "ErrorMessage": str(err)})
+                continue
+            results.append({})
+            by_bus.setdefault(bus, []).append((index, event))
+        try:
+            for bus, items in by_bus.items():
+                ids = await core.submit([event for _, event in items], bus=bus)
+                for (index, _), event_id in zip(items, ids, strict=True):
+                    results[index] = {"EventId": event_id}
+        except Exception:  # nothing is acknowledged unless it was persisted
+            return _error(500, "InternalException", "The events could not be persisted")
+        failed = sum(1 for r in results if "ErrorCode" in r)
+        return _json(200, {"FailedEntryCount": failed, "Entries": results})
+
+    app = web.Application(client_max_size=4 * MAX_ENTRY_BYTES * MAX_ENTRIES)
+    app.router.add_post("/", handle)
+    app.router.add_post("/{tail:.*}", handle)
+    return app
+
+
+def _json(status: int, data: Mapping[str, Any]) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(data).encode("utf-8"),
+        headers={"Content-Type": JSON_11, "x-amzn-RequestId": str(uuid.uuid4())},
+    )
+
+
+def _error(status: int, kind: str, message: str) -> web.Response:
+    return _json(status, {"__type": kind, "message": message})
+
+
+class PutEventsServer:
+    """The PutEvents endpoint on HOST:PORT (port 0 picks a free one; see `port`)."""
+
+    def __init__(self, core: DeliveryCore, envelope: Envelope, host: str, port: int) -> None:
+        self._runner = web.AppRunner(put_events_app(core, envelope), access_log=None)
+        self.host, self.port = host, port
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def stdin_events(envelope: Envelope) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Events from standard input, line by line."""
+    return stream_events(sys.stdin, envelope)
