@@ -148,11 +148,12 @@ class Connection(Aws):
     @model_validator(mode="after")
     def _one_auth(self) -> Connection:
         wanted = AUTH_KEYS[self.AuthorizationType]
-        for kind, key in AUTH_KEYS.items():
-            given = getattr(self.AuthParameters, key) is not None
-            if key == wanted and not given:
-                raise ValueError(f"AuthorizationType {kind} needs AuthParameters.{key}")
-            if key != wanted and given:
+        if getattr(self.AuthParameters, wanted) is None:
+            raise ValueError(
+                f"AuthorizationType {self.AuthorizationType} needs AuthParameters.{wanted}"
+            )
+        for key in AUTH_KEYS.values():
+            if key != wanted and getattr(self.AuthParameters, key) is not None:
                 raise ValueError(f"AuthParameters.{key} does not go with {self.AuthorizationType}")
         return self
 
@@ -308,7 +309,11 @@ class SimSettings(Aws):
     @field_validator("retry_statuses")
     @classmethod
     def _statuses(cls, value: list[int | str]) -> list[int | str]:
-        return RetryPolicy(retry_statuses=value).retry_statuses
+        try:
+            return RetryPolicy(retry_statuses=value).retry_statuses  # the scenario's own checks
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            raise ValueError(str(first["msg"]).removeprefix("Value error, ")) from None
 
 
 class CoreConfig(Aws):
