@@ -25,6 +25,7 @@ import simpy
 from sim import policy
 from sim.arrivals import arrival_windows
 from sim.des.queues import ITEM, ArrivalBuffer, FifoQueue, RetryPool
+from sim.des.selection import FINISHED, Block, FifoSelector, LifoSelector
 from sim.des.server import Server
 from sim.endpoint_model import EndpointModel
 from sim.records import COLUMNS, Chunk
@@ -33,7 +34,6 @@ from sim.scenario import Scenario
 
 MIN_BLOCK, MAX_BLOCK = 64, 1 << 16
 FLUSH_ROWS = 1 << 16
-MAX_EXPIRIES_PER_BLOCK = 256
 
 
 class Sink(Protocol):
@@ -54,8 +54,6 @@ class Model:
         sink: Sink,
         progress: Callable[[float], None] | None = None,
     ) -> None:
-        if scenario.destination.throttle_order != "fifo":
-            raise NotImplementedError("throttle_order: lifo is not supported by the model yet")
         self.env = simpy.Environment()
         self.scenario = scenario
         self.replication = replication
@@ -73,6 +71,8 @@ class Model:
         self.server = Server() if self.endpoint.has_capacity else None
         self.arrival_buffer = ArrivalBuffer()
         self.queue = FifoQueue(self.arrival_buffer, RetryPool())
+        selector = LifoSelector if destination.throttle_order == "lifo" else FifoSelector
+        self.selector = selector(self.queue, self.rate, self.capacity, self.policy, self.horizon)
         self.draws = {
             name: Uniforms(generator(scenario.seed, replication, name))
             for name in ("status", "hang", "latency", "backoff")
@@ -142,57 +142,23 @@ class Model:
         Returns the last time the block reached (dispatch or age-out), None when nothing is
         ready, inf when the next item could only leave after the horizon.
         """
-        items = self.queue.peek(self.block, before)
-        if not items.size:
+        block = self.selector.select(self.block, before, self.full_at)
+        if block is None:
             return None
-        deadline = items["arrival_at"] + self.policy.maximum_event_age
-        dispatch_at, full_after, expired, n = self._token_times(
-            items["ready_at"], items["arrival_at"]
-        )
-        beyond = np.where(expired[:n], deadline[:n], dispatch_at[:n]) >= self.horizon
-        if beyond.any():
-            n = int(np.argmax(beyond))
-            if n == 0:
-                return np.inf
-        live = np.flatnonzero(~expired[:n])
-        outcome = self._attempt(items[live], dispatch_at[live])
-        next_ready = np.full(n, np.inf)
+        if block == FINISHED:
+            return np.inf
+        assert isinstance(block, Block)
+        size = block.items.size
+        live = np.flatnonzero(~block.expired)
+        outcome = self._attempt(block.items[live], block.dispatch_at[live])
+        next_ready = np.full(size, np.inf)
         next_ready[live] = np.nan_to_num(outcome["next_ready_at"], nan=np.inf)
-        k = _first_overtaken(items["ready_at"][:n], next_ready)
-        self._commit(items, live, outcome, expired, deadline, k, full_after)
-        self._resize_block(cut=k < items.size)
-        reached = np.where(expired[:k], deadline[:k], dispatch_at[:k])
+        k = block.first_overtaken(next_ready)
+        self._commit(block, live, outcome, k)
+        self._resize_block(cut=k < size)
+        deadline = block.items["arrival_at"][:k] + self.policy.maximum_event_age
+        reached = np.where(block.expired[:k], deadline, block.dispatch_at[:k])
         return float(reached.max())
-
-    def _token_times(
-        self, ready_at: np.ndarray, arrival_at: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """Token-bucket dispatch times in queue order, skipping items that age out waiting (S6).
-
-        An aged-out item takes no token; the items behind it are rescheduled without it.
-        Returns (dispatch_at with NaN for aged-out items, bucket state after each item,
-        aged-out mask, number of items decided).
-        """
-        size = ready_at.size
-        dispatch_at = np.full(size, np.nan)
-        full_after = np.empty(size)
-        expired = np.zeros(size, dtype=bool)
-        start, state, n = 0, self.full_at, size
-        for _ in range(MAX_EXPIRIES_PER_BLOCK):
-            times, after = policy.gcra_schedule(state, self.rate, self.capacity, ready_at[start:])
-            late = policy.expired_waiting(times, arrival_at[start:], self.policy)
-            if not late.any():
-                dispatch_at[start:], full_after[start:] = times, after
-                return dispatch_at, full_after, expired, n
-            j = int(np.argmax(late))
-            dispatch_at[start : start + j] = times[:j]
-            full_after[start : start + j] = after[:j]
-            state = after[j - 1] if j else state
-            expired[start + j], full_after[start + j] = True, state
-            start += j + 1
-            if start == size:
-                return dispatch_at, full_after, expired, n
-        return dispatch_at, full_after, expired, start
 
     def _attempt(self, items: np.ndarray, dispatch_at: np.ndarray) -> dict[str, np.ndarray]:
         """Send attempts to the endpoint and decide each (S4–S9), drawing without consuming."""
@@ -243,16 +209,7 @@ class Model:
             **drawn,
         }
 
-    def _commit(
-        self,
-        items: np.ndarray,
-        live: np.ndarray,
-        outcome: dict[str, np.ndarray],
-        expired: np.ndarray,
-        deadline: np.ndarray,
-        k: int,
-        full_after: np.ndarray,
-    ) -> None:
+    def _commit(self, block: Block, live: np.ndarray, outcome: dict[str, np.ndarray], k: int) -> None:
         """Keep the first k items of the block: consume draws, move state, emit records."""
         taken = int(np.searchsorted(live, k))  # live items among the first k
         for stream in self.draws.values():
@@ -262,10 +219,10 @@ class Model:
                 self.server = outcome["_server"]  # type: ignore[assignment]
             else:
                 self._replay_server(outcome, taken)
-        self.full_at = float(full_after[k - 1])
-        self.queue.consume(k)
+        self.full_at = float(block.full_after[k - 1])
+        self.selector.commit(k)
         chosen = {name: np.asarray(v)[:taken] for name, v in outcome.items() if name[0] != "_"}
-        sent = items[live[:taken]]
+        sent = block.items[live[:taken]]
         waiting = chosen["final"] == policy.NO_FINAL
         if waiting.any():
             retries = np.zeros(int(waiting.sum()), dtype=ITEM)
@@ -276,9 +233,10 @@ class Model:
             retries["previous_backoff_s"] = chosen["backoff_s"][waiting]
             self.queue.retries.add(retries)
         self._emit(sent, chosen)
-        aged = np.flatnonzero(expired[:k])
+        aged = np.flatnonzero(block.expired[:k])
         if aged.size:
-            self._emit_aged_out(items[aged], deadline[aged])
+            items = block.items[aged]
+            self._emit_aged_out(items, items["arrival_at"] + self.policy.maximum_event_age)
 
     def _replay_server(self, outcome: dict[str, np.ndarray], taken: int) -> None:
         """Advance the real server by the kept prefix only: same inputs, so the same result."""
@@ -333,7 +291,7 @@ class Model:
 
     def _age_out_leftovers(self) -> None:
         """Items still waiting at the horizon whose maximum age fell before it have aged out."""
-        items = self.queue.peek(len(self.queue), self.horizon)
+        items = np.concatenate((self.queue.peek(len(self.queue), self.horizon), self.selector.held()))
         deadline = items["arrival_at"] + self.policy.maximum_event_age
         aged = deadline < self.horizon
         if aged.any():
@@ -350,14 +308,6 @@ class Model:
             merged = {name: np.concatenate([c[name] for c in self._out]) for name in COLUMNS}
             self.sink.attempts(merged)
         self._out, self._out_rows = [], 0
-
-
-def _first_overtaken(ready_at: np.ndarray, next_ready_at: np.ndarray) -> int:
-    """Length of the prefix no retry born in the block overtakes (FIFO by ready time, S3)."""
-    earliest_retry = np.minimum.accumulate(next_ready_at)
-    before = np.concatenate(([np.inf], earliest_retry[:-1]))
-    overtaken = ready_at > before
-    return int(np.argmax(overtaken)) if overtaken.any() else ready_at.size
 
 
 def simulate_replication(

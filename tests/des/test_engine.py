@@ -132,21 +132,6 @@ def busy_scenario(**overrides):
     return scenario(**base)
 
 
-def test_results_do_not_depend_on_block_size(monkeypatch):
-    s = busy_scenario()
-    default = run(s).rows()
-    monkeypatch.setattr(engine, "MIN_BLOCK", 1)
-    monkeypatch.setattr(engine, "MAX_BLOCK", 1)
-    monkeypatch.setattr(engine.Model, "__init__", _with_block(engine.Model.__init__, 1))
-    one_by_one = run(s).rows()
-    assert default["event_id"].size > 20_000
-    for name in default:  # same decisions; times equal up to float rounding of the closed form
-        if default[name].dtype.kind == "f":
-            np.testing.assert_allclose(default[name], one_by_one[name], atol=1e-6, err_msg=name)
-        else:
-            np.testing.assert_array_equal(default[name], one_by_one[name], err_msg=name)
-
-
 def _with_block(init, size):
     def wrapped(self, *args, **kwargs):
         init(self, *args, **kwargs)
@@ -186,6 +171,55 @@ def test_same_seed_same_records_other_seed_differs():
     assert first["event_id"].size != other["event_id"].size or not np.array_equal(first["dispatch_at"], other["dispatch_at"])
 
 
-def test_lifo_is_refused_clearly_until_supported():
-    with pytest.raises(NotImplementedError, match="lifo"):
-        run(scenario(destination={"throttle_order": "lifo"}))
+def test_lifo_serves_the_newest_ready_first(tmp_path):
+    s = trace_scenario(tmp_path, [0.0, 0.0, 0.5, 1.5], horizon=60,
+                       destination={"invocation_rate_limit_per_second": 1, "burst_capacity": 1,
+                                    "throttle_order": "lifo"})
+    assert log(run(s).rows(), "event_id", "dispatch_at") == [(0, 3.0), (1, 0.0), (2, 1.0), (3, 2.0)]
+
+
+def test_lifo_ages_out_the_oldest_waiting(tmp_path):
+    s = trace_scenario(tmp_path, [float(t) for t in range(100)], horizon=300,
+                       destination={"invocation_rate_limit_per_second": 0.5, "burst_capacity": 1,
+                                    "throttle_order": "lifo"},
+                       retry_policy={"maximum_event_age": 60})
+    rows = run(s).rows()
+    aged = rows["outcome"] == policy.EXPIRED
+    sent = rows["outcome"] == policy.DELIVERED
+    assert aged.sum() + sent.sum() == 100
+    assert (rows["complete_at"][aged] == rows["arrival_at"][aged] + 60).all()
+    assert (rows["dispatch_at"][sent] - rows["arrival_at"][sent] < 60).all()
+
+
+@pytest.mark.parametrize("order", ["fifo", "lifo"])
+def test_results_do_not_depend_on_block_size_for_either_order(monkeypatch, order):
+    s = busy_scenario(horizon=400, destination={"invocation_rate_limit_per_second": 40, "burst_capacity": 10,
+                                                 "throttle_order": order})
+    default = run(s).rows()
+    monkeypatch.setattr(engine.Model, "__init__", _with_block(engine.Model.__init__, 1))
+    monkeypatch.setattr(engine, "MIN_BLOCK", 1)
+    monkeypatch.setattr(engine, "MAX_BLOCK", 1)
+    one_by_one = run(s).rows()
+    assert default["event_id"].size > 10_000
+    for name in default:
+        if default[name].dtype.kind == "f":
+            np.testing.assert_allclose(default[name], one_by_one[name], atol=1e-6, err_msg=name)
+        else:
+            np.testing.assert_array_equal(default[name], one_by_one[name], err_msg=name)
+
+
+def test_lifo_conserves_events_and_differs_from_fifo():
+    fifo = busy_scenario()
+    lifo = busy_scenario(destination={"invocation_rate_limit_per_second": 40, "burst_capacity": 10,
+                                      "throttle_order": "lifo"})
+    rows_fifo, sink = run(fifo).rows(), run(lifo)
+    rows = sink.rows()
+    arrived = sum(t.size for t in sink.arrival_times)
+    ended = rows["final"] != policy.NO_FINAL
+    assert np.unique(rows["event_id"][ended]).size == ended.sum() <= arrived
+    # overloaded, LIFO serves the newest quickly and lets the oldest age out; FIFO does the opposite
+    wait_fifo = np.nanmedian(rows_fifo["dispatch_at"] - rows_fifo["ready_at"])
+    wait_lifo = np.nanmedian(rows["dispatch_at"] - rows["ready_at"])
+    assert wait_lifo < wait_fifo / 10
+    expired = [(r["outcome"] == policy.EXPIRED).sum() for r in (rows_fifo, rows)]
+    assert expired[1] > expired[0]
