@@ -13,7 +13,9 @@ _WHOLE = re.compile(r"-?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h|d))+")
 def parse_duration(value: object) -> float:
     """Return seconds for a number or a duration string; raise ValueError naming the accepted forms."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 250ms, 5s, 10m, 2h, 1d or a number of seconds")
+        raise ValueError(
+            "expected a duration such as 250ms, 5s, 10m, 2h, 1d or a number of seconds"
+        )
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
@@ -28,7 +30,9 @@ def parse_duration(value: object) -> float:
             sign = -1.0 if text.startswith("-") else 1.0
             seconds = sign * sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
     else:
-        raise ValueError("expected a duration such as 250ms, 5s, 10m, 2h, 1d or a number of seconds")
+        raise ValueError(
+            "expected a duration such as 250ms, 5s, 10m, 2h, 1d or a number of seconds"
+        )
     if not math.isfinite(seconds):
         raise ValueError(f"{value!r} is not a finite duration")
     return seconds

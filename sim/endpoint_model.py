@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import special
@@ -20,6 +21,7 @@ from sim.scenario import (
     EmpiricalLatency,
     Endpoint,
     GammaLatency,
+    Incident,
     Latency,
     LognormalLatency,
 )
@@ -70,8 +72,8 @@ class Regime:
         return self.statuses[np.minimum(index, self.statuses.size - 1)]
 
 
-def _regime(endpoint: Endpoint, active: list) -> Regime:
-    values = {
+def _regime(endpoint: Endpoint, active: list[Incident]) -> Regime:
+    values: dict[str, Any] = {
         "responses": endpoint.responses,
         "latency": endpoint.latency,
         "timeout_probability": endpoint.timeout_probability,
@@ -116,8 +118,8 @@ class EndpointModel:
                 self._retry_after[i, status] = seconds
 
     def segment(self, t: np.ndarray | float) -> np.ndarray:
-        """Index of the regime in force at time(s) t."""
-        return np.searchsorted(self.starts, t, side="right") - 1
+        """Index of the regime in force at time(s) t (times before zero count as zero)."""
+        return np.maximum(np.searchsorted(self.starts, t, side="right") - 1, 0)
 
     def regime_at(self, t: float) -> Regime:
         return self.regimes[int(self.segment(t))]

@@ -80,14 +80,13 @@ def validation_error(err: ValidationError, source: str) -> InputError:
 
 
 def _user_loc(loc: tuple[Any, ...]) -> list[Any]:
-    """Drop pydantic's internal location parts: union tags and `[key]` markers of dict keys."""
+    """Drop pydantic's internal location parts: union tags (`arrivals.0.burst.start`,
+    `endpoint.latency.lognormal.p99`) and the `[key]` markers of dict keys."""
     tags = {"constant", "burst", "diurnal", "counts", "trace", "lognormal", "gamma", "empirical"}
-    parts = []
-    for i, part in enumerate(loc):
-        if isinstance(part, str) and part in tags and i > 0 and isinstance(loc[i - 1], int | str):
-            if parts and parts[-1] in ("latency",) or isinstance(loc[i - 1], int):
-                continue
-        if part == "[key]":
+    parts: list[Any] = []
+    for part in loc:
+        tagged_union = parts and (isinstance(parts[-1], int) or parts[-1] == "latency")
+        if part == "[key]" or (part in tags and tagged_union):
             continue
         parts.append(part)
     return parts

@@ -97,8 +97,13 @@ def plot_delay_cdf(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
     if slo is not None:
         ax.axvline(slo, color="C3", linestyle="--", label=f"SLO p99 ≤ {format_duration(slo)}")
         ax.legend()
-    ax.set(xscale="log", xlabel="delivery delay (s)", ylabel="fraction delivered within",
-           title="Delivery delay CDF", ylim=(0, 1.01))
+    ax.set(
+        xscale="log",
+        xlabel="delivery delay (s)",
+        ylabel="fraction delivered within",
+        title="Delivery delay CDF",
+        ylim=(0, 1.01),
+    )
     ax.grid(alpha=0.3, which="both")
     return ax
 
@@ -210,7 +215,9 @@ def report_markdown(result: RunResult) -> str:
     lines += ["| metric | mean | 95 % CI |", "|---|---|---|"]
     for name in HEADLINE:
         row = result.metrics.loc[name]
-        interval = "–" if math.isnan(row["ci_low"]) else f"{_fmt(row['ci_low'])} – {_fmt(row['ci_high'])}"
+        interval = (
+            "–" if math.isnan(row["ci_low"]) else f"{_fmt(row['ci_low'])} – {_fmt(row['ci_high'])}"
+        )
         lines.append(f"| {name} | {_fmt(row['mean'])} | {interval} |")
     lines += ["", "Dead-letter reasons (mean events per replication):", ""]
     for name, row in result.metrics.iterrows():

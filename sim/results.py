@@ -66,7 +66,9 @@ class Accumulator:
         times = times[times < self.horizon]
         if times.size:
             index = (times / self.fine_s).astype(np.int64)
-            self.fine[name] += np.bincount(index, minlength=self.fine[name].size)[: self.fine[name].size]
+            self.fine[name] += np.bincount(index, minlength=self.fine[name].size)[
+                : self.fine[name].size
+            ]
 
     def _count(self, name: str, n: int) -> None:
         self.counts[name] = self.counts.get(name, 0) + int(n)
@@ -108,9 +110,12 @@ class Accumulator:
         )
         made = chunk["attempt"][ended].astype(np.int64) - (outcome[ended] == policy.EXPIRED)
         self.attempts_per_event += np.bincount(
-            np.minimum(made, self.attempts_per_event.size - 1), minlength=self.attempts_per_event.size
+            np.minimum(made, self.attempts_per_event.size - 1),
+            minlength=self.attempts_per_event.size,
         )
-        self.delays.append((complete[delivered] - chunk["arrival_at"][delivered]).astype(np.float32))
+        self.delays.append(
+            (complete[delivered] - chunk["arrival_at"][delivered]).astype(np.float32)
+        )
 
     def finish(self) -> ReplicationResult:
         """This replication's summary metrics and time series."""
@@ -310,7 +315,7 @@ class RunResult:
 
     def delay_cdf(self) -> tuple[np.ndarray, np.ndarray]:
         """(delay edges in s, fraction of delivered events delivered within each), all replications."""
-        counts = sum(r.delay_histogram for r in self.replications)
+        counts = np.sum([r.delay_histogram for r in self.replications], axis=0)
         total = counts.sum()
         cdf = np.cumsum(counts) / total if total else np.zeros(counts.size)
         return DELAY_BINS[1:], cdf

@@ -16,7 +16,9 @@ SOURCES = ("arrivals", "status", "hang", "latency", "backoff")
 def generator(seed: int, replication: int, source: str) -> np.random.Generator:
     """The generator of one random source in one replication."""
     index = SOURCES.index(source) if source in SOURCES else len(SOURCES) + _stable_hash(source)
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(replication, index))))
+    return np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(replication, index)))
+    )
 
 
 def _stable_hash(name: str) -> int:

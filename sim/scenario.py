@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -116,7 +117,9 @@ class CountsArrivals(Strict):
 
     @model_validator(mode="after")
     def _load(self) -> CountsArrivals:
-        self._bins = Loaded(*read_counts(Path(self.path), self.time_column, self.count_column, self.bin))
+        self._bins = Loaded(
+            *read_counts(Path(self.path), self.time_column, self.count_column, self.bin)
+        )
         return self
 
     @property
@@ -227,6 +230,11 @@ def _check_mix(mix: dict[int, float] | None) -> dict[int, float] | None:
         return None
     if not mix:
         raise ValueError("the response mix is empty")
+    informational = sorted(s for s in mix if s < 200)
+    if informational:
+        raise ValueError(
+            f"{informational[0]} is not a final response; an endpoint cannot answer with 1xx"
+        )
     total = sum(mix.values())
     if abs(total - 1.0) > 1e-6:
         raise ValueError(f"response probabilities sum to {total:.6g}, they must sum to 1")
@@ -234,6 +242,17 @@ def _check_mix(mix: dict[int, float] | None) -> dict[int, float] | None:
 
 
 ResponseMix = Annotated[dict[StatusCode, Probability], Field()]
+
+
+def _whole_seconds(value: float) -> float:
+    if value != int(value):
+        raise ValueError(f"{value:g} s: Retry-After carries whole seconds")
+    return value
+
+
+RetryAfter = Annotated[
+    dict[StatusCode, Annotated[Duration, AfterValidator(_whole_seconds)]], Field()
+]
 
 
 class Capacity(Strict):
@@ -252,7 +271,7 @@ class Incident(Strict):
     responses: ResponseMix | None = None
     latency: Latency | None = None
     timeout_probability: Probability | None = None
-    retry_after: dict[StatusCode, Duration] | None = None
+    retry_after: RetryAfter | None = None
     capacity: Capacity | None = None
 
     _mix = field_validator("responses")(_check_mix)
@@ -275,7 +294,7 @@ class Endpoint(Strict):
     latency: Latency
     responses: ResponseMix = Field(default_factory=lambda: {200: 1.0})
     timeout_probability: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    retry_after: dict[StatusCode, Duration] = Field(default_factory=dict)
+    retry_after: RetryAfter = Field(default_factory=dict)
     capacity: Capacity | None = None
     incidents: list[Incident] = Field(default_factory=list)
 
@@ -340,7 +359,7 @@ class RetryPolicy(Strict):
     maximum_retry_attempts: Annotated[int, Field(ge=0, le=MAX_RETRY_ATTEMPTS)] = MAX_RETRY_ATTEMPTS
     backoff: Backoff = Field(default_factory=Backoff)
     retry_statuses: list[Annotated[int | str, BeforeValidator(_check_retry_status)]] = Field(
-        default_factory=lambda: [409, 429, "5xx"]
+        default_factory=lambda: [409, 429, "5xx"]  # type: ignore[arg-type]
     )
 
 

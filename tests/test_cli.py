@@ -33,30 +33,67 @@ def write(tmp_path: Path, text: str = SCENARIO, name: str = "tiny.yaml") -> Path
 
 def test_run_writes_every_report_file(tmp_path):
     out = tmp_path / "report"
-    result = runner.invoke(app, ["run", str(write(tmp_path)), "--out", str(out), "--records", "--workers", "1"])
+    result = runner.invoke(
+        app, ["run", str(write(tmp_path)), "--out", str(out), "--records", "--workers", "1"]
+    )
     assert result.exit_code == 0, result.output
-    expected = {"summary.json", "timeseries.csv", "attempts.csv", "scenario.yaml", "report.md", "backlog.png",
-                "throughput.png", "delay_cdf.png", "dlq.png", "attempts_per_event.png"}
+    expected = {
+        "summary.json",
+        "timeseries.csv",
+        "attempts.csv",
+        "scenario.yaml",
+        "report.md",
+        "backlog.png",
+        "throughput.png",
+        "delay_cdf.png",
+        "dlq.png",
+        "attempts_per_event.png",
+    }
     assert expected <= {p.name for p in out.iterdir()}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["replications"] == 3 and len(summary["per_replication"]) == 3
     assert {c["slo"] for c in summary["slo"]} == {"max_p99_delivery_delay", "max_dropped_fraction"}
     attempts = pd.read_csv(out / "attempts.csv")
     assert len(attempts) == sum(r["InvocationAttempts"] for r in summary["per_replication"])
-    assert set(attempts["outcome"]) <= {"delivered", "retry", "failed", "timeout", "connection_error", "expired"}
+    assert set(attempts["outcome"]) <= {
+        "delivered",
+        "retry",
+        "failed",
+        "timeout",
+        "connection_error",
+        "expired",
+    }
     timeseries = pd.read_csv(out / "timeseries.csv")
     assert len(timeseries) == 3 * 10 and timeseries["arrivals"].sum() == sum(
-        r["events_arrived"] for r in summary["per_replication"])
+        r["events_arrived"] for r in summary["per_replication"]
+    )
     report = (out / "report.md").read_text()
     assert "## SLO verdict" in report and "destination.burst_capacity" in report
-    assert yaml.safe_load((out / "scenario.yaml").read_text())["destination"]["burst_capacity"] == 30
+    assert (
+        yaml.safe_load((out / "scenario.yaml").read_text())["destination"]["burst_capacity"] == 30
+    )
     assert "InvocationAttempts" in result.output
 
 
 def test_options_override_the_scenario(tmp_path):
     out = tmp_path / "r"
-    result = runner.invoke(app, ["run", str(write(tmp_path)), "--out", str(out), "--replications", "2",
-                                 "--seed", "9", "--horizon", "5m", "--set", "endpoint.responses={200: 1.0}"])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(write(tmp_path)),
+            "--out",
+            str(out),
+            "--replications",
+            "2",
+            "--seed",
+            "9",
+            "--horizon",
+            "5m",
+            "--set",
+            "endpoint.responses={200: 1.0}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["replications"], summary["seed"], summary["horizon_s"]) == (2, 9, 300)
@@ -68,7 +105,12 @@ def test_same_seed_same_summary_whatever_the_workers(tmp_path):
     runs = []
     for workers in ("1", "2"):
         out = tmp_path / f"w{workers}"
-        assert runner.invoke(app, ["run", str(path), "--out", str(out), "--workers", workers]).exit_code == 0
+        assert (
+            runner.invoke(
+                app, ["run", str(path), "--out", str(out), "--workers", workers]
+            ).exit_code
+            == 0
+        )
         runs.append(json.loads((out / "summary.json").read_text())["per_replication"])
     assert runs[0] == runs[1]
 
@@ -85,9 +127,14 @@ def test_bad_input_is_one_line_and_exit_2_without_a_report(tmp_path):
     out = tmp_path / "never"
     cases = [
         ([str(tmp_path / "absent.yaml")], "absent.yaml: no such file"),
-        ([str(write(tmp_path, SCENARIO.replace("seed: 5", "seed: 5\nsead: 6"), "typo.yaml"))],
-         "typo.yaml: sead: unknown key"),
-        ([str(write(tmp_path)), "--set", "retry_policy.maximum_retry_attempts=500"], "maximum_retry_attempts"),
+        (
+            [str(write(tmp_path, SCENARIO.replace("seed: 5", "seed: 5\nsead: 6"), "typo.yaml"))],
+            "typo.yaml: sead: unknown key",
+        ),
+        (
+            [str(write(tmp_path)), "--set", "retry_policy.maximum_retry_attempts=500"],
+            "maximum_retry_attempts",
+        ),
         ([str(write(tmp_path)), "--horizon", "forever"], "horizon: 'forever' is not a duration"),
         ([str(write(tmp_path)), "--set", "nonsense"], "expected key.path=value"),
     ]

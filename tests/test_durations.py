@@ -9,8 +9,18 @@ from sim.durations import format_duration, parse_duration
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("250ms", 0.25), ("5s", 5), ("10m", 600), ("2h", 7200), ("1d", 86400), ("1h30m", 5400),
-     (90, 90.0), ("1.5", 1.5), ("-30s", -30), (" 2 h ", 7200)],
+    [
+        ("250ms", 0.25),
+        ("5s", 5),
+        ("10m", 600),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("1h30m", 5400),
+        (90, 90.0),
+        ("1.5", 1.5),
+        ("-30s", -30),
+        (" 2 h ", 7200),
+    ],
 )
 def test_parse_accepts_documented_forms(text, seconds):
     assert parse_duration(text) == seconds
@@ -30,4 +40,10 @@ def test_format_round_trips(seconds):
 
 def test_format_picks_the_largest_exact_unit():
     assert [format_duration(x) for x in (86400, 7200, 600, 5, 0.25, 0)] == [
-        "1d", "2h", "10m", "5s", "250ms", "0s"]
+        "1d",
+        "2h",
+        "10m",
+        "5s",
+        "250ms",
+        "0s",
+    ]

@@ -65,11 +65,26 @@ TABLE = policy.outcome_table([409, 429, "5xx"])
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [(200, policy.DELIVERED), (204, policy.DELIVERED), (299, policy.DELIVERED),
-     (409, policy.RETRY), (429, policy.RETRY), (500, policy.RETRY), (503, policy.RETRY), (599, policy.RETRY),
-     (100, policy.FAILED), (301, policy.FAILED), (302, policy.FAILED), (400, policy.FAILED),
-     (401, policy.FAILED), (404, policy.FAILED), (407, policy.FAILED), (408, policy.FAILED),
-     (policy.STATUS_TIMEOUT, policy.TIMEOUT), (policy.STATUS_CONNECTION_ERROR, policy.CONNECTION_ERROR)],
+    [
+        (200, policy.DELIVERED),
+        (204, policy.DELIVERED),
+        (299, policy.DELIVERED),
+        (409, policy.RETRY),
+        (429, policy.RETRY),
+        (500, policy.RETRY),
+        (503, policy.RETRY),
+        (599, policy.RETRY),
+        (100, policy.FAILED),
+        (301, policy.FAILED),
+        (302, policy.FAILED),
+        (400, policy.FAILED),
+        (401, policy.FAILED),
+        (404, policy.FAILED),
+        (407, policy.FAILED),
+        (408, policy.FAILED),
+        (policy.STATUS_TIMEOUT, policy.TIMEOUT),
+        (policy.STATUS_CONNECTION_ERROR, policy.CONNECTION_ERROR),
+    ],
 )
 def test_classification_follows_s5(status, outcome):
     assert policy.classify(status, TABLE) == outcome
@@ -77,7 +92,11 @@ def test_classification_follows_s5(status, outcome):
 
 def test_retry_statuses_can_add_401_and_407():
     table = policy.outcome_table([401, 407, 409, 429, "5xx"])
-    assert policy.classify(np.array([401, 407, 403]), table).tolist() == [policy.RETRY, policy.RETRY, policy.FAILED]
+    assert policy.classify(np.array([401, 407, 403]), table).tolist() == [
+        policy.RETRY,
+        policy.RETRY,
+        policy.FAILED,
+    ]
 
 
 backoffs = st.builds(
@@ -101,7 +120,13 @@ def test_backoff_is_within_zero_and_cap(backoff, k, u, previous):
     elif backoff.jitter == "none":
         assert delay == pytest.approx(ceiling)
     else:
-        assert min(backoff.base, backoff.cap) - 1e-9 <= delay <= min(backoff.cap, 3 * max(previous, backoff.base / 3) + 1e-9)
+        # uniform between base and 3 x the previous delay (Brooker's decorrelated jitter), capped
+        low, high = sorted((backoff.base, 3 * previous))
+        assert (
+            min(low, backoff.cap) - 1e-9
+            <= delay
+            <= min(high, backoff.cap) + 1e-9
+        )
 
 
 def test_default_backoff_spans_about_a_day_over_185_retries():
@@ -115,7 +140,9 @@ def test_backoff_vectorized_equals_scalar():
     backoff = Backoff(base=0.5, multiplier=3, cap=60)
     k, u = np.arange(1, 30), np.linspace(0, 0.99, 29)
     vector = policy.backoff_delay(k, u, backoff)
-    assert vector.tolist() == [policy.backoff_delay(int(a), float(b), backoff) for a, b in zip(k, u)]
+    assert vector.tolist() == [
+        policy.backoff_delay(int(a), float(b), backoff) for a, b in zip(k, u, strict=True)
+    ]
 
 
 NOW = 1_700_000_000.0
@@ -123,10 +150,18 @@ NOW = 1_700_000_000.0
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [("30", 30.0), (" 7 ", 7.0), ("-1", -1.0), ("0", 0.0),
-     (email.utils.formatdate(NOW + 120, usegmt=True), 120.0),
-     (email.utils.formatdate(NOW - 120, usegmt=True), 0.0),
-     ("soon", None), ("1.5", None), ("", None), (None, None)],
+    [
+        ("30", 30.0),
+        (" 7 ", 7.0),
+        ("-1", -1.0),
+        ("0", 0.0),
+        (email.utils.formatdate(NOW + 120, usegmt=True), 120.0),
+        (email.utils.formatdate(NOW - 120, usegmt=True), 0.0),
+        ("soon", None),
+        ("1.5", None),
+        ("", None),
+        (None, None),
+    ],
 )
 def test_retry_after_seconds_or_http_date(header, seconds):
     parsed = policy.parse_retry_after(header, NOW)
@@ -136,7 +171,16 @@ def test_retry_after_seconds_or_http_date(header, seconds):
 RP = RetryPolicy(maximum_event_age=3600, maximum_retry_attempts=3)
 
 
-def decide(outcome, retries_done=0, arrival=0.0, complete=10.0, backoff=2.0, retry_after=math.nan, dlq=True, rp=RP):
+def decide(
+    outcome,
+    retries_done=0,
+    arrival=0.0,
+    complete=10.0,
+    backoff=2.0,
+    retry_after=math.nan,
+    dlq=True,
+    rp=RP,
+):
     return policy.decide(outcome, retries_done, arrival, complete, backoff, retry_after, rp, dlq)
 
 
@@ -155,12 +199,18 @@ def test_retryable_waits_the_longer_of_backoff_and_retry_after(kind):
 
 
 def test_negative_retry_after_stops_retrying():
-    assert decide(policy.RETRY, retry_after=-1)[1:] == (policy.FINAL_DLQ, policy.RETRY_AFTER_NEGATIVE)
+    assert decide(policy.RETRY, retry_after=-1)[1:] == (
+        policy.FINAL_DLQ,
+        policy.RETRY_AFTER_NEGATIVE,
+    )
 
 
 def test_retry_attempt_limit():
     assert decide(policy.RETRY, retries_done=2).final == policy.NO_FINAL
-    assert decide(policy.RETRY, retries_done=3)[1:] == (policy.FINAL_DLQ, policy.MAXIMUM_RETRY_ATTEMPTS)
+    assert decide(policy.RETRY, retries_done=3)[1:] == (
+        policy.FINAL_DLQ,
+        policy.MAXIMUM_RETRY_ATTEMPTS,
+    )
     zero = RetryPolicy(maximum_retry_attempts=0)
     assert decide(policy.TIMEOUT, rp=zero)[2] == policy.MAXIMUM_RETRY_ATTEMPTS
 
@@ -168,15 +218,21 @@ def test_retry_attempt_limit():
 def test_a_wait_ending_past_the_maximum_age_ends_the_event_now():
     assert decide(policy.RETRY, complete=3590, backoff=10).final == policy.NO_FINAL  # ends at 3600
     late = decide(policy.RETRY, complete=3590, backoff=10.001)
-    assert late[1:] == (policy.FINAL_DLQ, policy.MAXIMUM_EVENT_AGE) and math.isnan(late.next_ready_at)
+    assert late[1:] == (policy.FINAL_DLQ, policy.MAXIMUM_EVENT_AGE) and math.isnan(
+        late.next_ready_at
+    )
     assert decide(policy.RETRY, complete=3000, retry_after=601)[2] == policy.MAXIMUM_EVENT_AGE
 
 
 @settings(max_examples=200)
 @given(
     st.sampled_from([policy.DELIVERED, policy.RETRY, policy.FAILED, policy.TIMEOUT]),
-    st.integers(0, 185), st.floats(0, 1e5), st.floats(0, 1e4), st.floats(0, 900),
-    st.one_of(st.just(math.nan), st.floats(-5, 1e4)), st.booleans(),
+    st.integers(0, 185),
+    st.floats(0, 1e5),
+    st.floats(0, 1e4),
+    st.floats(0, 900),
+    st.one_of(st.just(math.nan), st.floats(-5, 1e4)),
+    st.booleans(),
 )
 def test_decision_invariants(kind, retries, arrival, after, backoff, retry_after, dlq):
     rp = RetryPolicy()
@@ -198,7 +254,9 @@ def test_decide_vectorized_equals_scalar():
     retry_after = np.array([np.nan, -1, np.nan, 5, np.nan])
     vector = policy.decide(kinds, np.array([0, 1, 0, 3, 2]), 0.0, 10.0, 2.0, retry_after, RP, True)
     for i in range(kinds.size):
-        one = policy.decide(int(kinds[i]), [0, 1, 0, 3, 2][i], 0.0, 10.0, 2.0, float(retry_after[i]), RP, True)
+        one = policy.decide(
+            int(kinds[i]), [0, 1, 0, 3, 2][i], 0.0, 10.0, 2.0, float(retry_after[i]), RP, True
+        )
         assert (vector.final[i], vector.reason[i]) == (one.final, one.reason)
         assert np.isclose(vector.next_ready_at[i], one.next_ready_at, equal_nan=True)
 

@@ -14,8 +14,20 @@ NAN = math.nan
 
 
 def chunk(rows):
-    names = ["event_id", "attempt", "arrival_at", "ready_at", "dispatch_at", "complete_at", "status",
-             "outcome", "retry_after_s", "next_ready_at", "final", "final_reason"]
+    names = [
+        "event_id",
+        "attempt",
+        "arrival_at",
+        "ready_at",
+        "dispatch_at",
+        "complete_at",
+        "status",
+        "outcome",
+        "retry_after_s",
+        "next_ready_at",
+        "final",
+        "final_reason",
+    ]
     columns = {name: np.array([r[i] for r in rows]) for i, name in enumerate(names)}
     columns["replication"] = np.zeros(len(rows), dtype=np.int32)
     return columns
@@ -25,27 +37,93 @@ def test_hand_made_records_give_exact_metrics():
     s = scenario(horizon=10, sample_every=1, dead_letter_queue=True)
     acc = Accumulator(s, 0)
     acc.arrivals(0, np.array([0.5, 1.0, 1.5, 1.9]))
-    acc.attempts(chunk([
-        # event 0: delivered at first try, waited 0.5 s for a token
-        (0, 1, 0.5, 0.5, 1.0, 1.2, 200, policy.DELIVERED, NAN, NAN, policy.FINAL_DELIVERED, 0),
-        # event 1: 503, retried at 4.0, delivered at 4.5
-        (1, 1, 1.0, 1.0, 1.0, 1.5, 503, policy.RETRY, NAN, 4.0, policy.NO_FINAL, 0),
-        (1, 2, 1.0, 4.0, 4.2, 4.5, 200, policy.DELIVERED, NAN, NAN, policy.FINAL_DELIVERED, 0),
-        # event 2: 400, dead-lettered
-        (2, 1, 1.5, 1.5, 1.5, 1.6, 400, policy.FAILED, NAN, NAN, policy.FINAL_DLQ, policy.NOT_RETRYABLE),
-        # event 3: aged out waiting at 8.0
-        (3, 1, 1.9, 1.9, NAN, 8.0, 0, policy.EXPIRED, NAN, NAN, policy.FINAL_DLQ, policy.MAXIMUM_EVENT_AGE),
-    ]))
+    acc.attempts(
+        chunk(
+            [
+                # event 0: delivered at first try, waited 0.5 s for a token
+                (
+                    0,
+                    1,
+                    0.5,
+                    0.5,
+                    1.0,
+                    1.2,
+                    200,
+                    policy.DELIVERED,
+                    NAN,
+                    NAN,
+                    policy.FINAL_DELIVERED,
+                    0,
+                ),
+                # event 1: 503, retried at 4.0, delivered at 4.5
+                (1, 1, 1.0, 1.0, 1.0, 1.5, 503, policy.RETRY, NAN, 4.0, policy.NO_FINAL, 0),
+                (
+                    1,
+                    2,
+                    1.0,
+                    4.0,
+                    4.2,
+                    4.5,
+                    200,
+                    policy.DELIVERED,
+                    NAN,
+                    NAN,
+                    policy.FINAL_DELIVERED,
+                    0,
+                ),
+                # event 2: 400, dead-lettered
+                (
+                    2,
+                    1,
+                    1.5,
+                    1.5,
+                    1.5,
+                    1.6,
+                    400,
+                    policy.FAILED,
+                    NAN,
+                    NAN,
+                    policy.FINAL_DLQ,
+                    policy.NOT_RETRYABLE,
+                ),
+                # event 3: aged out waiting at 8.0
+                (
+                    3,
+                    1,
+                    1.9,
+                    1.9,
+                    NAN,
+                    8.0,
+                    0,
+                    policy.EXPIRED,
+                    NAN,
+                    NAN,
+                    policy.FINAL_DLQ,
+                    policy.MAXIMUM_EVENT_AGE,
+                ),
+            ]
+        )
+    )
     result = acc.finish()
     m = result.summary
     assert (m["events_arrived"], m["events_delivered"], m["InvocationAttempts"]) == (4, 2, 4)
     assert (m["SuccessfulInvocationAttempts"], m["RetryInvocationAttempts"]) == (2, 1)
-    assert (m["InvocationsSentToDlq"], m["InvocationsSentToDlq.NonRetryableError"],
-            m["InvocationsSentToDlq.MaximumEventAgeInSeconds"], m["events_pending"]) == (2, 1, 1, 0)
-    assert m["delivery_delay_s.max"] == pytest.approx(3.5) and m["throttled_fraction"] == pytest.approx(0.5)
+    assert (
+        m["InvocationsSentToDlq"],
+        m["InvocationsSentToDlq.NonRetryableError"],
+        m["InvocationsSentToDlq.MaximumEventAgeInSeconds"],
+        m["events_pending"],
+    ) == (2, 1, 1, 0)
+    assert m["delivery_delay_s.max"] == pytest.approx(3.5) and m[
+        "throttled_fraction"
+    ] == pytest.approx(0.5)
     ts = result.timeseries.set_index("time_s")
     # just before t=2 (end of the bin [1, 2)): event 3 waits for a token; event 1 waits out its backoff; nothing in flight
-    assert (ts.loc[2.0, "backlog"], ts.loc[2.0, "retry_pool"], ts.loc[2.0, "in_flight"]) == (1, 1, 0)
+    assert (ts.loc[2.0, "backlog"], ts.loc[2.0, "retry_pool"], ts.loc[2.0, "in_flight"]) == (
+        1,
+        1,
+        0,
+    )
     assert (ts.loc[5.0, "backlog"], ts.loc[5.0, "retry_pool"]) == (1, 0)
     assert ts.loc[9.0, "backlog"] == 0
     assert ts["arrivals"].sum() == 4 and ts["attempts"].sum() == 4 and ts["dlq"].sum() == 2
@@ -61,7 +139,14 @@ def test_aggregate_gives_t_intervals():
 
 def test_slo_verdict_uses_the_upper_confidence_bound():
     s = scenario(slo={"max_p99_delivery_delay": 10, "max_dropped_fraction": 0})
-    table = aggregate(pd.DataFrame({"delivery_delay_s.p99": [8.0, 9.0, 10.5], "dropped_fraction": [0.0, 0.0, 0.0],
-                                    "dlq_fraction": [0.0, 0.0, 0.0]}))
+    table = aggregate(
+        pd.DataFrame(
+            {
+                "delivery_delay_s.p99": [8.0, 9.0, 10.5],
+                "dropped_fraction": [0.0, 0.0, 0.0],
+                "dlq_fraction": [0.0, 0.0, 0.0],
+            }
+        )
+    )
     verdict = {c["slo"]: c["met"] for c in slo_verdict(s, table)}
     assert verdict == {"max_p99_delivery_delay": False, "max_dropped_fraction": True}

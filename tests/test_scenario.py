@@ -66,7 +66,9 @@ def test_design_example_validates_with_every_key(folder):
     assert edges.tolist() == [0, 60, 120, 180] and rates.tolist() == [1.0, 2.0, 0.0]
     assert s.arrivals[4].times.tolist() == [0.1, 0.5, 2.25]
     mu, sigma = s.endpoint.latency.log_params
-    assert np.exp(mu) == pytest.approx(0.12) and np.exp(mu + 2.3263478740408408 * sigma) == pytest.approx(0.9)
+    assert np.exp(mu) == pytest.approx(0.12) and np.exp(
+        mu + 2.3263478740408408 * sigma
+    ) == pytest.approx(0.9)
 
 
 def test_resolved_scenario_round_trips(folder, tmp_path):
@@ -78,13 +80,17 @@ def test_resolved_scenario_round_trips(folder, tmp_path):
 
 def test_defaults_follow_aws_and_design(tmp_path):
     path = tmp_path / "minimal.yaml"
-    path.write_text("horizon: 1h\narrivals: [{kind: constant, rate_per_second: 1}]\n"
-                    "endpoint: {latency: {kind: constant, value: 10ms}}\n")
+    path.write_text(
+        "horizon: 1h\narrivals: [{kind: constant, rate_per_second: 1}]\n"
+        "endpoint: {latency: {kind: constant, value: 10ms}}\n"
+    )
     s = load_scenario(path)
     assert s.name == "minimal"
     assert s.destination.invocation_rate_limit_per_second == 300 and s.destination.burst == 300
     assert s.destination.timeout == 5 and s.destination.throttle_order == "fifo"
-    assert s.retry_policy.maximum_event_age == 86400 and s.retry_policy.maximum_retry_attempts == 185
+    assert (
+        s.retry_policy.maximum_event_age == 86400 and s.retry_policy.maximum_retry_attempts == 185
+    )
     b = s.retry_policy.backoff
     assert (b.base, b.multiplier, b.cap, b.jitter) == (1, 2, 900, "full")
     assert s.endpoint.responses == {200: 1.0} and s.dead_letter_queue is False
@@ -123,7 +129,10 @@ def test_bad_input_names_file_key_and_problem(folder, override, expected):
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        ("timestamp,events\n2026-01-01T00:00:00Z,abc\n2026-01-01T00:01:00Z,1\n", "'abc' is not a finite number"),
+        (
+            "timestamp,events\n2026-01-01T00:00:00Z,abc\n2026-01-01T00:01:00Z,1\n",
+            "'abc' is not a finite number",
+        ),
         ("timestamp,count\n0,1\n60,2\n", "no column 'events'"),
         ("timestamp,events\n0,1\n60,-2\n", "negative count"),
         ("timestamp,events\nyesterday,1\n60,2\n", "neither seconds nor a timestamp"),
@@ -142,7 +151,11 @@ def test_bad_csv_is_reported_with_its_file(folder, content, expected):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("a: [", "invalid YAML: line 1"), ("- 1\n- 2\n", "must be a YAML mapping"), (b"\xff\xfe", "not UTF-8")],
+    [
+        ("a: [", "invalid YAML: line 1"),
+        ("- 1\n- 2\n", "must be a YAML mapping"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
 )
 def test_unreadable_files(tmp_path, text, expected):
     path = tmp_path / "x.yaml"
@@ -157,9 +170,15 @@ def test_missing_file(tmp_path):
 
 
 def test_overrides_parse_values_as_yaml_and_merge_status_keys(folder):
-    s = load_scenario(folder / "s.yaml", ["endpoint.responses.200=0.974", "endpoint.responses.500=0.01",
-                                          "destination.invocation_rate_limit_per_second=null",
-                                          "horizon=2h"])
+    s = load_scenario(
+        folder / "s.yaml",
+        [
+            "endpoint.responses.200=0.974",
+            "endpoint.responses.500=0.01",
+            "destination.invocation_rate_limit_per_second=null",
+            "horizon=2h",
+        ],
+    )
     assert s.endpoint.responses[200] == 0.974 and s.endpoint.responses[500] == 0.01
     assert s.destination.invocation_rate_limit_per_second is None and s.horizon == 7200
 
@@ -170,3 +189,15 @@ def test_shipped_scenarios_validate():
     assert {"burst.yaml", "steady.yaml", "outage.yaml", "ref-24h.yaml"} <= {f.name for f in files}
     for path in files:
         load_scenario(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("endpoint.responses={100: 0.5, 200: 0.5}", "cannot answer with 1xx"),
+        ("endpoint.retry_after={429: 1500ms}", "Retry-After carries whole seconds"),
+    ],
+)
+def test_endpoint_behaviour_must_be_servable_over_http(folder, override, expected):
+    with pytest.raises(InputError, match=expected):
+        load_scenario(folder / "s.yaml", [override])

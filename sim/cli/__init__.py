@@ -18,7 +18,7 @@ from sim.errors import InputError
 class _Group(TyperGroup):
     """Turns InputError into `error: file: key: problem` and exit code 2, for every command."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except InputError as err:

@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from sim.api import simulate
@@ -31,13 +38,23 @@ SetOption = Annotated[
 @app.command()
 def run(
     scenario_file: ScenarioArg,
-    replications: Annotated[int | None, typer.Option(help="Replications (default: scenario's).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Root random seed (default: scenario's).")] = None,
-    horizon: Annotated[str | None, typer.Option(help="Simulated time, e.g. 6h (default: scenario's).")] = None,
+    replications: Annotated[
+        int | None, typer.Option(help="Replications (default: scenario's).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Root random seed (default: scenario's).")
+    ] = None,
+    horizon: Annotated[
+        str | None, typer.Option(help="Simulated time, e.g. 6h (default: scenario's).")
+    ] = None,
     set_: SetOption = None,
-    out: Annotated[Path | None, typer.Option(help="Report folder (default: reports/<name>).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder (default: reports/<name>).")
+    ] = None,
     records: Annotated[bool, typer.Option("--records", help="Also write attempts.csv.")] = False,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: all cores).")
+    ] = None,
 ) -> None:
     """Simulate a scenario and write its report folder (summary, time series, plots, report.md)."""
     shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
@@ -63,7 +80,7 @@ def check(scenario_file: ScenarioArg, set_: SetOption = None) -> None:
 
 
 class _Ticker:
-    def __init__(self, progress: Progress, task: int) -> None:
+    def __init__(self, progress: Progress, task: TaskID) -> None:
         self.progress, self.task = progress, task
 
     def __call__(self, fraction: float) -> None:
@@ -102,17 +119,26 @@ def _number(value: float) -> str:
 
 
 def _print_summary(result: RunResult) -> None:
-    table = Table(title=f"{result.scenario.name}: {len(result.replications)} replications, "
-                  f"{result.wall_s:.1f} s", title_justify="left")
+    table = Table(
+        title=f"{result.scenario.name}: {len(result.replications)} replications, "
+        f"{result.wall_s:.1f} s",
+        title_justify="left",
+    )
     table.add_column("metric")
     table.add_column("mean", justify="right")
     table.add_column("95 % CI", justify="right")
     for name in HEADLINE:
         row = result.metrics.loc[name]
-        interval = "–" if math.isnan(row["ci_low"]) else f"{_number(row['ci_low'])} – {_number(row['ci_high'])}"
+        interval = (
+            "–"
+            if math.isnan(row["ci_low"])
+            else f"{_number(row['ci_low'])} – {_number(row['ci_high'])}"
+        )
         table.add_row(name, _number(row["mean"]), interval)
     console.print(table)
     for check in result.slo:
         mark = "[green]met[/green]" if check["met"] else "[red]NOT met[/red]"
-        console.print(f"SLO {check['slo']} ≤ {_number(check['limit'])}: {mark} "
-                      f"(mean {_number(check['mean'])}, CI upper {_number(check['ci_high'])})")
+        console.print(
+            f"SLO {check['slo']} ≤ {_number(check['limit'])}: {mark} "
+            f"(mean {_number(check['mean'])}, CI upper {_number(check['ci_high'])})"
+        )

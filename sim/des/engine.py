@@ -24,9 +24,10 @@ import simpy
 
 from sim import policy
 from sim.arrivals import arrival_windows
+from sim.capacity import ServerQueue
 from sim.des.queues import ITEM, ArrivalBuffer, FifoQueue, RetryPool
 from sim.des.selection import FINISHED, Block, FifoSelector, LifoSelector
-from sim.des.server import Server
+from sim.des.server import respond
 from sim.endpoint_model import EndpointModel
 from sim.records import COLUMNS, Chunk
 from sim.rng import Uniforms, generator
@@ -68,7 +69,7 @@ class Model:
         self.policy = scenario.retry_policy
         self.table = policy.outcome_table(self.policy.retry_statuses)
         self.endpoint = EndpointModel(scenario.endpoint)
-        self.server = Server() if self.endpoint.has_capacity else None
+        self.server = ServerQueue() if self.endpoint.has_capacity else None
         self.arrival_buffer = ArrivalBuffer()
         self.queue = FifoQueue(self.arrival_buffer, RetryPool())
         selector = LifoSelector if destination.throttle_order == "lifo" else FifoSelector
@@ -171,8 +172,8 @@ class Model:
         server = None
         if self.server is not None:
             server = self.server.copy()
-            status, response, hang = server.respond(
-                self.endpoint, dispatch_at, status, service, hang, self.timeout
+            status, response, hang = respond(
+                server, self.endpoint, dispatch_at, status, service, hang, self.timeout
             )
         else:
             response = np.where(hang, self.timeout, service)
@@ -199,17 +200,19 @@ class Model:
             "dispatch_at": dispatch_at,
             "complete_at": complete_at,
             "status": status,
-            "outcome": kind,
+            "outcome": np.asarray(kind),
             "retry_after_s": retry_after,
-            "next_ready_at": decision.next_ready_at,
-            "final": decision.final,
-            "final_reason": decision.reason,
+            "next_ready_at": np.asarray(decision.next_ready_at),
+            "final": np.asarray(decision.final),
+            "final_reason": np.asarray(decision.reason),
             "backoff_s": np.asarray(backoff),
             "_server": server,  # type: ignore[dict-item]
             **drawn,
         }
 
-    def _commit(self, block: Block, live: np.ndarray, outcome: dict[str, np.ndarray], k: int) -> None:
+    def _commit(
+        self, block: Block, live: np.ndarray, outcome: dict[str, np.ndarray], k: int
+    ) -> None:
         """Keep the first k items of the block: consume draws, move state, emit records."""
         taken = int(np.searchsorted(live, k))  # live items among the first k
         for stream in self.draws.values():
@@ -241,7 +244,8 @@ class Model:
     def _replay_server(self, outcome: dict[str, np.ndarray], taken: int) -> None:
         """Advance the real server by the kept prefix only: same inputs, so the same result."""
         assert self.server is not None
-        self.server.respond(
+        respond(
+            self.server,
             self.endpoint,
             outcome["dispatch_at"][:taken],
             outcome["_status_drawn"][:taken],
@@ -291,7 +295,9 @@ class Model:
 
     def _age_out_leftovers(self) -> None:
         """Items still waiting at the horizon whose maximum age fell before it have aged out."""
-        items = np.concatenate((self.queue.peek(len(self.queue), self.horizon), self.selector.held()))
+        items = np.concatenate(
+            (self.queue.peek(len(self.queue), self.horizon), self.selector.held())
+        )
         deadline = items["arrival_at"] + self.policy.maximum_event_age
         aged = deadline < self.horizon
         if aged.any():

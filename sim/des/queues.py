@@ -111,7 +111,9 @@ class RetryPool:
 
     def min_ready(self) -> float:
         """Earliest ready time waiting (inf when empty)."""
-        heads = [r["ready_at"][s] for r, s in zip(self._runs, self._starts, strict=True) if s < r.size]
+        heads = [
+            r["ready_at"][s] for r, s in zip(self._runs, self._starts, strict=True) if s < r.size
+        ]
         return min(heads, default=np.inf)
 
     def peek(self, n: int, until: float) -> np.ndarray:

@@ -49,8 +49,14 @@ FINISHED = "finished"
 class FifoSelector:
     """Oldest-ready first: the block's token times come from the bucket's closed form."""
 
-    def __init__(self, queue: FifoQueue, rate: float | None, capacity: float, retry: RetryPolicy,
-                 horizon: float) -> None:
+    def __init__(
+        self,
+        queue: FifoQueue,
+        rate: float | None,
+        capacity: float,
+        retry: RetryPolicy,
+        horizon: float,
+    ) -> None:
         self.queue, self.rate, self.capacity = queue, rate, capacity
         self.retry, self.horizon = retry, horizon
 
@@ -65,11 +71,18 @@ class FifoSelector:
             n = int(np.argmax(beyond))
             if n == 0:
                 return FINISHED
-        return Block(items[:n], dispatch_at[:n], full_after[:n], expired[:n],
-                     key=items["ready_at"][:n], inclusive=False)
+        return Block(
+            items[:n],
+            dispatch_at[:n],
+            full_after[:n],
+            expired[:n],
+            key=items["ready_at"][:n],
+            inclusive=False,
+        )
 
-    def _token_times(self, items: np.ndarray, full_at: float
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    def _token_times(
+        self, items: np.ndarray, full_at: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """Token times in queue order; an item that ages out takes no token and the items behind
         it are rescheduled without it."""
         ready_at, arrival_at = items["ready_at"], items["arrival_at"]
@@ -79,7 +92,7 @@ class FifoSelector:
         start, state = 0, full_at
         for _ in range(MAX_EXPIRIES_PER_BLOCK):
             times, after = policy.gcra_schedule(state, self.rate, self.capacity, ready_at[start:])
-            late = policy.expired_waiting(times, arrival_at[start:], self.retry)
+            late = np.asarray(policy.expired_waiting(times, arrival_at[start:], self.retry))
             if not late.any():
                 dispatch_at[start:], full_after[start:] = times, after
                 return dispatch_at, full_after, expired, size
@@ -103,8 +116,14 @@ class FifoSelector:
 class LifoSelector:
     """Newest-ready first (S3 `lifo`): at each token time, the most recently ready item goes."""
 
-    def __init__(self, queue: FifoQueue, rate: float | None, capacity: float, retry: RetryPolicy,
-                 horizon: float) -> None:
+    def __init__(
+        self,
+        queue: FifoQueue,
+        rate: float | None,
+        capacity: float,
+        retry: RetryPolicy,
+        horizon: float,
+    ) -> None:
         self.queue, self.rate, self.capacity = queue, rate, capacity
         self.retry, self.horizon = retry, horizon
         self.stack: list[tuple] = []  # visible waiting items, newest last
@@ -126,8 +145,14 @@ class LifoSelector:
         if not rows:
             return FINISHED if walk[5] else None
         items = np.array(rows, dtype=ITEM)
-        return Block(items, np.array(dispatch_at), np.array(full_after), np.array(expired),
-                     np.array(key), inclusive=True)
+        return Block(
+            items,
+            np.array(dispatch_at),
+            np.array(full_after),
+            np.array(expired),
+            np.array(key),
+            inclusive=True,
+        )
 
     def commit(self, k: int) -> None:
         assert self._request is not None
@@ -144,16 +169,20 @@ class LifoSelector:
         """Items on the stack: visible, waiting for a token."""
         return np.array(self.stack, dtype=ITEM) if self.stack else np.zeros(0, dtype=ITEM)
 
-    def _walk(self, incoming: np.ndarray, size: int, n: int, before: float, full_at: float
-              ):  # type: ignore[no-untyped-def]
+    def _walk(self, incoming: np.ndarray, size: int, n: int, before: float, full_at: float):  # type: ignore[no-untyped-def]
         """Choose up to n items on an overlay of the stack (the real one is left untouched)."""
         arrivals = incoming.tolist()
         complete = incoming.size < size  # everything ready before `before` is in `incoming`
         spacing = 0.0 if self.rate is None else 1.0 / self.rate
         slack = (self.capacity - 1.0) * spacing
         max_age = self.retry.maximum_event_age
-        top, pushed, p = len(self.stack), [], 0
-        rows, dispatch_at, full_after, expired, key = [], [], [], [], []
+        top, p = len(self.stack), 0
+        pushed: list[tuple] = []
+        rows: list[tuple] = []
+        dispatch_at: list[float] = []
+        full_after: list[float] = []
+        expired: list[bool] = []
+        key: list[float] = []
         state, last, finished = full_at, self.last_dispatch_at, False
         while len(rows) < n:
             t = last if self.rate is None else max(state - slack, last)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
-import heapq
 import hmac
 import json
 import math
@@ -34,9 +33,10 @@ from urllib.parse import parse_qsl
 import numpy as np
 from aiohttp import web
 
+from sim.capacity import ServerQueue
 from sim.endpoint_model import EndpointModel
 from sim.rng import generator
-from sim.scenario import Capacity, Scenario
+from sim.scenario import Scenario
 
 __all__ = [
     "REDACTED",
@@ -166,43 +166,6 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
     return {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()}
 
 
-class _Servers:
-    """The M/G/c/K queue in the endpoint's time, one request at a time.
-
-    Mirrors the model's server (`sim/des/server.py`): each server's next free time, and the
-    leave time of every request in the system. Leave times are fixed on admission, so a
-    request whose client gave up still holds its place until it leaves.
-    """
-
-    def __init__(self) -> None:
-        self.free_at: list[float] = []
-        self.departures: list[float] = []
-        self.concurrency = 0
-
-    def _resize(self, concurrency: int, now: float) -> None:
-        if concurrency > self.concurrency:
-            for _ in range(concurrency - self.concurrency):
-                heapq.heappush(self.free_at, now)
-        elif concurrency < self.concurrency:
-            # the servers that free up last stay: new work waits for in-service work to drain
-            self.free_at = heapq.nlargest(concurrency, self.free_at)
-            heapq.heapify(self.free_at)
-        self.concurrency = concurrency
-
-    def admit(self, now: float, capacity: Capacity, hold_s: float) -> float | None:
-        """Start of a request arriving at `now` that holds a server `hold_s`; None: overload."""
-        if capacity.concurrency != self.concurrency:
-            self._resize(capacity.concurrency, now)
-        while self.departures and self.departures[0] <= now:
-            heapq.heappop(self.departures)
-        if len(self.departures) >= capacity.concurrency + capacity.queue:
-            return None
-        start = max(now, heapq.heappop(self.free_at))
-        heapq.heappush(self.free_at, start + hold_s)
-        heapq.heappush(self.departures, start + hold_s)
-        return start
-
-
 def header_seconds(seconds: float) -> int:
     """Retry-After seconds as the integer sent: away from zero, so a negative stays negative."""
     return math.floor(seconds) if seconds < 0 else math.ceil(seconds)
@@ -235,7 +198,7 @@ class EndpointServer:
         self.t0 = 0.0
         self.base_url = ""
         self._rng = generator(scenario.seed if seed is None else seed, replication, "endpoint")
-        self._servers = _Servers()
+        self._servers = ServerQueue()
         self._tokens: dict[str, float] = {}  # token -> expiry instant (time.monotonic)
         self._shutdown_timeout_s = shutdown_timeout_s
         self._runner: web.AppRunner | None = None

@@ -19,15 +19,21 @@ def run(s, replication=0):
 
 
 def log(rows, *names):
-    return [tuple(np.round(rows[n][i], 9).item() for n in names) for i in range(rows["event_id"].size)]
+    return [
+        tuple(np.round(rows[n][i], 9).item() for n in names) for i in range(rows["event_id"].size)
+    ]
 
 
 @pytest.mark.parametrize("burst", [1, 5])
 def test_trace_dispatches_exactly_when_the_bucket_allows(tmp_path, burst):
     rng = np.random.default_rng(1)
     times = np.sort(np.concatenate([rng.uniform(0, 100, 600), rng.uniform(40, 41, 300)]))
-    s = trace_scenario(tmp_path, times.tolist(), horizon=1000,
-                       destination={"invocation_rate_limit_per_second": 10, "burst_capacity": burst})
+    s = trace_scenario(
+        tmp_path,
+        times.tolist(),
+        horizon=1000,
+        destination={"invocation_rate_limit_per_second": 10, "burst_capacity": burst},
+    )
     rows = run(s).rows()
     assert rows["event_id"].size == times.size and (rows["outcome"] == policy.DELIVERED).all()
     expected = explicit_bucket(times, 10.0, burst)
@@ -35,9 +41,16 @@ def test_trace_dispatches_exactly_when_the_bucket_allows(tmp_path, burst):
 
 
 def test_exact_log_of_retries_until_the_attempt_limit(tmp_path):
-    s = trace_scenario(tmp_path, [0.0], endpoint=ALWAYS_503, dead_letter_queue=True,
-                       retry_policy={"maximum_retry_attempts": 3, **NO_JITTER})
-    assert log(run(s).rows(), "attempt", "dispatch_at", "complete_at", "status", "final", "final_reason") == [
+    s = trace_scenario(
+        tmp_path,
+        [0.0],
+        endpoint=ALWAYS_503,
+        dead_letter_queue=True,
+        retry_policy={"maximum_retry_attempts": 3, **NO_JITTER},
+    )
+    assert log(
+        run(s).rows(), "attempt", "dispatch_at", "complete_at", "status", "final", "final_reason"
+    ) == [
         (1, 0.0, 0.1, 503, policy.NO_FINAL, policy.NO_REASON),
         (2, 1.1, 1.2, 503, policy.NO_FINAL, policy.NO_REASON),
         (3, 3.2, 3.3, 503, policy.NO_FINAL, policy.NO_REASON),
@@ -46,50 +59,93 @@ def test_exact_log_of_retries_until_the_attempt_limit(tmp_path):
 
 
 def test_retry_after_wins_when_longer_and_negative_stops(tmp_path):
-    endpoint = {"latency": {"kind": "constant", "value": 0}, "responses": {429: 1.0}, "retry_after": {429: "30s"}}
-    s = trace_scenario(tmp_path, [0.0], endpoint=endpoint, horizon=100,
-                       retry_policy={"maximum_retry_attempts": 2, **NO_JITTER})
+    endpoint = {
+        "latency": {"kind": "constant", "value": 0},
+        "responses": {429: 1.0},
+        "retry_after": {429: "30s"},
+    }
+    s = trace_scenario(
+        tmp_path,
+        [0.0],
+        endpoint=endpoint,
+        horizon=100,
+        retry_policy={"maximum_retry_attempts": 2, **NO_JITTER},
+    )
     rows = run(s).rows()
     assert log(rows, "dispatch_at", "retry_after_s", "final") == [
-        (0.0, 30.0, 0), (30.0, 30.0, 0), (60.0, 30.0, policy.FINAL_DROPPED)]
+        (0.0, 30.0, 0),
+        (30.0, 30.0, 0),
+        (60.0, 30.0, policy.FINAL_DROPPED),
+    ]
     endpoint["retry_after"] = {429: -1}
     rows = run(trace_scenario(tmp_path, [0.0], endpoint=endpoint)).rows()
-    assert log(rows, "attempt", "final", "final_reason") == [(1, policy.FINAL_DROPPED, policy.RETRY_AFTER_NEGATIVE)]
+    assert log(rows, "attempt", "final", "final_reason") == [
+        (1, policy.FINAL_DROPPED, policy.RETRY_AFTER_NEGATIVE)
+    ]
 
 
 def test_a_retry_that_would_outlive_the_maximum_age_ends_now(tmp_path):
     endpoint = {"latency": {"kind": "constant", "value": 0}, "responses": {503: 1.0}}
-    s = trace_scenario(tmp_path, [0.0], endpoint=endpoint, horizon=200, dead_letter_queue=True,
-                       retry_policy={"maximum_event_age": 60, **NO_JITTER})
+    s = trace_scenario(
+        tmp_path,
+        [0.0],
+        endpoint=endpoint,
+        horizon=200,
+        dead_letter_queue=True,
+        retry_policy={"maximum_event_age": 60, **NO_JITTER},
+    )
     assert log(run(s).rows(), "dispatch_at", "final_reason") == [
-        (0.0, 0), (1.0, 0), (3.0, 0), (7.0, 0), (15.0, 0), (31.0, policy.MAXIMUM_EVENT_AGE)]
+        (0.0, 0),
+        (1.0, 0),
+        (3.0, 0),
+        (7.0, 0),
+        (15.0, 0),
+        (31.0, policy.MAXIMUM_EVENT_AGE),
+    ]
 
 
 def test_events_age_out_while_waiting_for_a_token(tmp_path):
-    s = trace_scenario(tmp_path, [0.0] * 100, horizon=200, dead_letter_queue=True,
-                       destination={"invocation_rate_limit_per_second": 1, "burst_capacity": 1},
-                       retry_policy={"maximum_event_age": 60})
+    s = trace_scenario(
+        tmp_path,
+        [0.0] * 100,
+        horizon=200,
+        dead_letter_queue=True,
+        destination={"invocation_rate_limit_per_second": 1, "burst_capacity": 1},
+        retry_policy={"maximum_event_age": 60},
+    )
     rows = run(s).rows()
     sent = rows["outcome"] == policy.DELIVERED
     assert rows["dispatch_at"][sent].tolist() == list(np.arange(60.0))
     aged = rows["outcome"] == policy.EXPIRED
     assert aged.sum() == 40 and (rows["complete_at"][aged] == 60.0).all()
-    assert (rows["final_reason"][aged] == policy.MAXIMUM_EVENT_AGE).all() and np.isnan(rows["dispatch_at"][aged]).all()
+    assert (rows["final_reason"][aged] == policy.MAXIMUM_EVENT_AGE).all() and np.isnan(
+        rows["dispatch_at"][aged]
+    ).all()
 
 
 def test_client_timeout(tmp_path):
     endpoint = {"latency": {"kind": "constant", "value": 10}}
-    s = trace_scenario(tmp_path, [0.0], endpoint=endpoint, retry_policy={"maximum_retry_attempts": 0})
+    s = trace_scenario(
+        tmp_path, [0.0], endpoint=endpoint, retry_policy={"maximum_retry_attempts": 0}
+    )
     assert log(run(s).rows(), "complete_at", "status", "outcome", "final_reason") == [
-        (5.0, policy.STATUS_TIMEOUT, policy.TIMEOUT, policy.MAXIMUM_RETRY_ATTEMPTS)]
+        (5.0, policy.STATUS_TIMEOUT, policy.TIMEOUT, policy.MAXIMUM_RETRY_ATTEMPTS)
+    ]
 
 
 def test_capacity_queues_then_overloads(tmp_path):
-    endpoint = {"latency": {"kind": "constant", "value": 1},
-                "capacity": {"concurrency": 1, "queue": 1, "overload_status": 503}}
-    s = trace_scenario(tmp_path, [0.0, 0.1, 0.2, 1.5], endpoint=endpoint, horizon=60,
-                       destination={"invocation_rate_limit_per_second": None},
-                       retry_policy=NO_JITTER)
+    endpoint = {
+        "latency": {"kind": "constant", "value": 1},
+        "capacity": {"concurrency": 1, "queue": 1, "overload_status": 503},
+    }
+    s = trace_scenario(
+        tmp_path,
+        [0.0, 0.1, 0.2, 1.5],
+        endpoint=endpoint,
+        horizon=60,
+        destination={"invocation_rate_limit_per_second": None},
+        retry_policy=NO_JITTER,
+    )
     assert log(run(s).rows(), "event_id", "dispatch_at", "complete_at", "status") == [
         (0, 0.0, 1.0, 200),
         (1, 0.1, 2.0, 200),  # queued behind event 0
@@ -101,10 +157,18 @@ def test_capacity_queues_then_overloads(tmp_path):
 
 
 def test_an_abandoned_request_keeps_its_server(tmp_path):
-    endpoint = {"latency": {"kind": "constant", "value": 8},
-                "capacity": {"concurrency": 1, "queue": 0}}
-    s = trace_scenario(tmp_path, [0.0], endpoint=endpoint, horizon=60, retry_policy=NO_JITTER,
-                       destination={"invocation_rate_limit_per_second": None})
+    endpoint = {
+        "latency": {"kind": "constant", "value": 8},
+        "capacity": {"concurrency": 1, "queue": 0},
+    }
+    s = trace_scenario(
+        tmp_path,
+        [0.0],
+        endpoint=endpoint,
+        horizon=60,
+        retry_policy=NO_JITTER,
+        destination={"invocation_rate_limit_per_second": None},
+    )
     assert log(run(s).rows(), "dispatch_at", "complete_at", "status") == [
         (0.0, 5.0, policy.STATUS_TIMEOUT),  # client gives up at 5 s; service runs to 8 s
         (6.0, 6.0, 503),  # the retry finds the server still busy
@@ -117,15 +181,21 @@ def test_an_abandoned_request_keeps_its_server(tmp_path):
 
 def busy_scenario(**overrides):
     base = dict(
-        horizon=900, dead_letter_queue=True,
-        arrivals=[{"kind": "constant", "rate_per_second": 30},
-                  {"kind": "burst", "start": 100, "duration": 60, "rate_per_second": 200}],
+        horizon=900,
+        dead_letter_queue=True,
+        arrivals=[
+            {"kind": "constant", "rate_per_second": 30},
+            {"kind": "burst", "start": 100, "duration": 60, "rate_per_second": 200},
+        ],
         destination={"invocation_rate_limit_per_second": 40, "burst_capacity": 10},
-        endpoint={"latency": {"kind": "lognormal", "median": 0.2, "p99": 3},
-                  "responses": {200: 0.9, 429: 0.04, 503: 0.05, 400: 0.01},
-                  "timeout_probability": 0.01, "retry_after": {429: 20},
-                  "capacity": {"concurrency": 8, "queue": 10},
-                  "incidents": [{"start": 400, "duration": 60, "responses": {503: 1.0}}]},
+        endpoint={
+            "latency": {"kind": "lognormal", "median": 0.2, "p99": 3},
+            "responses": {200: 0.9, 429: 0.04, 503: 0.05, 400: 0.01},
+            "timeout_probability": 0.01,
+            "retry_after": {429: 20},
+            "capacity": {"concurrency": 8, "queue": 10},
+            "incidents": [{"start": 400, "duration": 60, "responses": {503: 1.0}}],
+        },
         retry_policy={"maximum_event_age": 300, "maximum_retry_attempts": 5},
     )
     base.update(overrides)
@@ -136,6 +206,7 @@ def _with_block(init, size):
     def wrapped(self, *args, **kwargs):
         init(self, *args, **kwargs)
         self.block = size
+
     return wrapped
 
 
@@ -145,9 +216,19 @@ def test_every_path_is_exercised_and_events_are_conserved():
     rows = sink.rows()
     arrived = sum(t.size for t in sink.arrival_times)
     outcomes = set(np.unique(rows["outcome"]).tolist())
-    assert {policy.DELIVERED, policy.RETRY, policy.FAILED, policy.TIMEOUT, policy.EXPIRED} <= outcomes
+    assert {
+        policy.DELIVERED,
+        policy.RETRY,
+        policy.FAILED,
+        policy.TIMEOUT,
+        policy.EXPIRED,
+    } <= outcomes
     reasons = set(np.unique(rows["final_reason"]).tolist())
-    assert {policy.NOT_RETRYABLE, policy.MAXIMUM_EVENT_AGE, policy.MAXIMUM_RETRY_ATTEMPTS} <= reasons
+    assert {
+        policy.NOT_RETRYABLE,
+        policy.MAXIMUM_EVENT_AGE,
+        policy.MAXIMUM_RETRY_ATTEMPTS,
+    } <= reasons
     ended = rows["final"] != policy.NO_FINAL
     ids, counts = np.unique(rows["event_id"][ended], return_counts=True)
     assert (counts == 1).all()  # an event ends once
@@ -168,21 +249,37 @@ def test_same_seed_same_records_other_seed_differs():
     for name in first:
         np.testing.assert_array_equal(first[name], second[name])
     other = run(s, replication=1).rows()
-    assert first["event_id"].size != other["event_id"].size or not np.array_equal(first["dispatch_at"], other["dispatch_at"])
+    assert first["event_id"].size != other["event_id"].size or not np.array_equal(
+        first["dispatch_at"], other["dispatch_at"]
+    )
 
 
 def test_lifo_serves_the_newest_ready_first(tmp_path):
-    s = trace_scenario(tmp_path, [0.0, 0.0, 0.5, 1.5], horizon=60,
-                       destination={"invocation_rate_limit_per_second": 1, "burst_capacity": 1,
-                                    "throttle_order": "lifo"})
+    s = trace_scenario(
+        tmp_path,
+        [0.0, 0.0, 0.5, 1.5],
+        horizon=60,
+        destination={
+            "invocation_rate_limit_per_second": 1,
+            "burst_capacity": 1,
+            "throttle_order": "lifo",
+        },
+    )
     assert log(run(s).rows(), "event_id", "dispatch_at") == [(0, 3.0), (1, 0.0), (2, 1.0), (3, 2.0)]
 
 
 def test_lifo_ages_out_the_oldest_waiting(tmp_path):
-    s = trace_scenario(tmp_path, [float(t) for t in range(100)], horizon=300,
-                       destination={"invocation_rate_limit_per_second": 0.5, "burst_capacity": 1,
-                                    "throttle_order": "lifo"},
-                       retry_policy={"maximum_event_age": 60})
+    s = trace_scenario(
+        tmp_path,
+        [float(t) for t in range(100)],
+        horizon=300,
+        destination={
+            "invocation_rate_limit_per_second": 0.5,
+            "burst_capacity": 1,
+            "throttle_order": "lifo",
+        },
+        retry_policy={"maximum_event_age": 60},
+    )
     rows = run(s).rows()
     aged = rows["outcome"] == policy.EXPIRED
     sent = rows["outcome"] == policy.DELIVERED
@@ -193,8 +290,14 @@ def test_lifo_ages_out_the_oldest_waiting(tmp_path):
 
 @pytest.mark.parametrize("order", ["fifo", "lifo"])
 def test_results_do_not_depend_on_block_size_for_either_order(monkeypatch, order):
-    s = busy_scenario(horizon=400, destination={"invocation_rate_limit_per_second": 40, "burst_capacity": 10,
-                                                 "throttle_order": order})
+    s = busy_scenario(
+        horizon=400,
+        destination={
+            "invocation_rate_limit_per_second": 40,
+            "burst_capacity": 10,
+            "throttle_order": order,
+        },
+    )
     default = run(s).rows()
     monkeypatch.setattr(engine.Model, "__init__", _with_block(engine.Model.__init__, 1))
     monkeypatch.setattr(engine, "MIN_BLOCK", 1)
@@ -210,8 +313,13 @@ def test_results_do_not_depend_on_block_size_for_either_order(monkeypatch, order
 
 def test_lifo_conserves_events_and_differs_from_fifo():
     fifo = busy_scenario()
-    lifo = busy_scenario(destination={"invocation_rate_limit_per_second": 40, "burst_capacity": 10,
-                                      "throttle_order": "lifo"})
+    lifo = busy_scenario(
+        destination={
+            "invocation_rate_limit_per_second": 40,
+            "burst_capacity": 10,
+            "throttle_order": "lifo",
+        }
+    )
     rows_fifo, sink = run(fifo).rows(), run(lifo)
     rows = sink.rows()
     arrived = sum(t.size for t in sink.arrival_times)

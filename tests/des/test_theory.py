@@ -3,15 +3,16 @@
 import numpy as np
 import pytest
 
+from sim.des import simulate_replication
 from sim.records import concat
 from sim.runner import run_replications
 from tests.helpers import ListSink, scenario
-from sim.des import simulate_replication
 
 
 def md1(rate_in, horizon=21600, replications=4, **destination):
     s = scenario(
-        horizon=horizon, replications=replications,
+        horizon=horizon,
+        replications=replications,
         arrivals=[{"kind": "constant", "rate_per_second": rate_in}],
         destination={"invocation_rate_limit_per_second": 10, "burst_capacity": 1, **destination},
         sample_every=1,
@@ -45,14 +46,21 @@ def test_littles_law_for_the_backlog():
 
 
 def test_zero_error_runs_deliver_everything_that_is_not_in_flight():
-    s = scenario(horizon=600, arrivals=[{"kind": "constant", "rate_per_second": 50},
-                                        {"kind": "burst", "start": 60, "duration": 30, "rate_per_second": 400}],
-                 destination={"invocation_rate_limit_per_second": 100},
-                 endpoint={"latency": {"kind": "gamma", "mean": 0.05, "cv": 1}})
+    s = scenario(
+        horizon=600,
+        arrivals=[
+            {"kind": "constant", "rate_per_second": 50},
+            {"kind": "burst", "start": 60, "duration": 30, "rate_per_second": 400},
+        ],
+        destination={"invocation_rate_limit_per_second": 100},
+        endpoint={"latency": {"kind": "gamma", "mean": 0.05, "cv": 1}},
+    )
     sink = ListSink()
     simulate_replication(s, 0, sink)
     rows = concat(sink.chunks)
     arrived = sum(t.size for t in sink.arrival_times)
     delivered = rows["complete_at"] < s.horizon
-    assert arrived - delivered.sum() < 10  # only those dispatched in the last instants are still in flight
+    assert (
+        arrived - delivered.sum() < 10
+    )  # only those dispatched in the last instants are still in flight
     assert (rows["attempt"] == 1).all()
