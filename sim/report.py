@@ -189,6 +189,77 @@ def _fmt(value: float) -> str:
     return f"{value:,.4g}"
 
 
+def human_seconds(seconds: float) -> str:
+    """A duration for people: 250 ms, 3.2 s, 12 min, 1.7 h, 2.1 d."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    for limit, unit, size in (
+        (1, "ms", 0.001),
+        (120, "s", 1),
+        (7200, "min", 60),
+        (172800, "h", 3600),
+    ):
+        if abs(seconds) < limit:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds / 86400:.3g} d"
+
+
+def _clock(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}"
+    return f"day {days + 1} {text}" if days else text
+
+
+def headline(result: RunResult) -> list[str]:
+    """The answer in plain sentences: what happened to the events, the backlog, the delay, the SLOs."""
+    m = result.metrics["mean"]
+    arrived = m["events_arrived"]
+    lines = []
+    share = m["events_delivered"] / arrived if arrived else 0.0
+    reasons = [
+        f"{_fmt(m[name])} {name.split('.', 1)[1]}"
+        for name in m.index
+        if str(name).startswith("InvocationsSentToDlq.") and m[name] > 0
+    ]
+    lines.append(
+        f"Of {_fmt(arrived)} events per replication, {share:.2%} were delivered, "
+        f"{_fmt(m['InvocationsSentToDlq'])} dead-lettered"
+        + (f" ({', '.join(reasons)})" if reasons else "")
+        + f", {_fmt(m['events_dropped'])} dropped and {_fmt(m['events_pending'])} still pending at the horizon."
+    )
+    burst = result.scenario.destination.burst
+    if m["backlog_peak"] <= burst:
+        lines.append("No backlog built up: the rate limit was never the bottleneck for long.")
+    elif math.isnan(m["time_to_drain_s"]):
+        lines.append(
+            f"The backlog peaked at {_fmt(m['backlog_peak'])} events (around {_clock(m['backlog_peak_at_s'])}) "
+            "and had not drained by the horizon."
+        )
+    else:
+        lines.append(
+            f"The backlog peaked at {_fmt(m['backlog_peak'])} events (around {_clock(m['backlog_peak_at_s'])}); "
+            f"the congestion lasted {human_seconds(m['time_to_drain_s'])}."
+        )
+    lines.append(
+        f"Delivery delay: half within {human_seconds(m['delivery_delay_s.p50'])}, 99 % within "
+        f"{human_seconds(m['delivery_delay_s.p99'])}, the slowest {human_seconds(m['delivery_delay_s.max'])}."
+    )
+    attempts = m["InvocationAttempts"]
+    retried = m["RetryInvocationAttempts"] / attempts if attempts else 0.0
+    lines.append(
+        f"The endpoint saw up to {_fmt(m['endpoint_peak_rps'])} requests/s; {retried:.1%} of "
+        f"{_fmt(attempts)} attempts were retries (about ${m['estimated_cost_usd']:.2f} per replication)."
+    )
+    failed = [c["slo"] for c in result.slo if not c["met"]]
+    if result.slo:
+        lines.append(
+            "All SLOs met."
+            if not failed
+            else f"SLO not met: {', '.join(failed)} (judged on the upper 95 % bound)."
+        )
+    return lines
+
+
 def report_markdown(result: RunResult) -> str:
     """report.md: verdict, headline metrics with CIs, plots and the assumptions used."""
     s = result.scenario
@@ -200,14 +271,15 @@ def report_markdown(result: RunResult) -> str:
         f"burst {s.destination.burst:g}, DLQ {'on' if s.dead_letter_queue else 'off'}. "
         f"Simulated in {result.wall_s:.1f} s."
     )
-    lines += ["", "## SLO verdict", ""]
+    lines += ["", "## Answer", "", *headline(result), "", "## SLO verdict", ""]
     if result.slo:
         lines += ["| objective | limit | mean | 95 % CI upper | verdict |", "|---|---|---|---|---|"]
         for check in result.slo:
             verdict = "**met**" if check["met"] else "**NOT met**"
+            show = human_seconds if "delay" in check["slo"] else _fmt
             lines.append(
-                f"| {check['slo']} | {_fmt(check['limit'])} | {_fmt(check['mean'])} | "
-                f"{_fmt(check['ci_high'])} | {verdict} |"
+                f"| {check['slo']} | {show(check['limit'])} | {show(check['mean'])} | "
+                f"{show(check['ci_high'])} | {verdict} |"
             )
     else:
         lines.append("The scenario sets no SLO (`slo:`), so there is no verdict.")

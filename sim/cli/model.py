@@ -23,7 +23,7 @@ from sim.api import simulate
 from sim.arrivals import expected_count
 from sim.cli import app
 from sim.loading import load_scenario
-from sim.report import HEADLINE, write_report
+from sim.report import HEADLINE, headline, human_seconds, write_report
 from sim.results import RunResult
 
 console = Console()
@@ -136,9 +136,12 @@ def _print_summary(result: RunResult) -> None:
         )
         table.add_row(name, _number(row["mean"]), interval)
     console.print(table)
+    for sentence in headline(result):
+        console.print(sentence)
     for check in result.slo:
         mark = "[green]met[/green]" if check["met"] else "[red]NOT met[/red]"
+        show = human_seconds if "delay" in check["slo"] else _number
         console.print(
-            f"SLO {check['slo']} ≤ {_number(check['limit'])}: {mark} "
-            f"(mean {_number(check['mean'])}, CI upper {_number(check['ci_high'])})"
+            f"SLO {check['slo']} ≤ {show(check['limit'])}: {mark} "
+            f"(mean {show(check['mean'])}, upper 95 % bound {show(check['ci_high'])})"
         )
