@@ -7,8 +7,6 @@ row we deliberately answer differently goes in KNOWN_DIFFERENCES (xfail, strict)
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ from sim.live.patterns import (
     test_event_pattern,
     wildcard_complexity,
 )
+from tests.live.conformance import CONFORMANCE, rows
 
 PREFIX = "Event pattern is not valid. Reason: "
 
@@ -29,31 +28,8 @@ PREFIX = "Event pattern is not valid. Reason: "
 KNOWN_DIFFERENCES: dict[str, str] = {}
 
 
-def _conformance_dir() -> Path | None:
-    default = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
-    env = os.environ.get("SIM_CONFORMANCE_DIR")
-    for candidate in (default, Path(env) if env else None):
-        if candidate is not None and candidate.is_dir():
-            return candidate
-    return None
-
-
-CONFORMANCE = _conformance_dir()
-
-
 def _rows(name: str) -> list[Any]:
-    """One pytest.param per row of a jsonl file, id'd by its ``id`` field."""
-    if CONFORMANCE is None:
-        reason = "conformance vectors not found (../shared/conformance or $SIM_CONFORMANCE_DIR)"
-        return [pytest.param(None, marks=pytest.mark.skip(reason=reason), id=f"{name}:missing")]
-    params = []
-    for line in (CONFORMANCE / name).read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        marks = []
-        if row["id"] in KNOWN_DIFFERENCES:
-            marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_DIFFERENCES[row["id"]]))
-        params.append(pytest.param(row, marks=marks, id=row["id"]))
-    return params
+    return rows(name, KNOWN_DIFFERENCES)
 
 
 def _pattern_text(row: dict[str, Any]) -> str:
@@ -102,8 +78,6 @@ def test_invalid_event_vectors(row: dict[str, Any]) -> None:
 
 
 def test_known_differences_are_real_event_ruler_rows() -> None:
-    if CONFORMANCE is None:
-        pytest.skip("conformance vectors not found")
     provenance = {}
     for name in ("event-patterns.jsonl", "invalid-patterns.jsonl", "invalid-events.jsonl"):
         for line in (CONFORMANCE / name).read_text(encoding="utf-8").splitlines():

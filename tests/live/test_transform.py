@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from sim.live.transform import (
     resolve_path,
     validate_input_config,
 )
+from tests.live.conformance import rows
 
 TARGET_ID = "target-1"
 DEFAULT_CONTEXT = TargetContext(
@@ -31,31 +30,8 @@ DEFAULT_CONTEXT = TargetContext(
 KNOWN_DIFFERENCES: dict[str, str] = {}
 
 
-def _conformance_dir() -> Path | None:
-    default = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
-    env = os.environ.get("SIM_CONFORMANCE_DIR")
-    for candidate in (default, Path(env) if env else None):
-        if candidate is not None and candidate.is_dir():
-            return candidate
-    return None
-
-
-CONFORMANCE = _conformance_dir()
-
-
 def _rows(name: str) -> list[Any]:
-    """One pytest.param per row of a jsonl file, id'd by its ``id`` field."""
-    if CONFORMANCE is None:
-        reason = "conformance vectors not found (../shared/conformance or $SIM_CONFORMANCE_DIR)"
-        return [pytest.param(None, marks=pytest.mark.skip(reason=reason), id=f"{name}:missing")]
-    params = []
-    for line in (CONFORMANCE / name).read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        marks = []
-        if row["id"] in KNOWN_DIFFERENCES:
-            marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_DIFFERENCES[row["id"]]))
-        params.append(pytest.param(row, marks=marks, id=row["id"]))
-    return params
+    return rows(name, KNOWN_DIFFERENCES)
 
 
 def _canonical(value: Any) -> str:
