@@ -277,7 +277,10 @@ class DeliveryCore:
             message = "the input transformer produced no valid JSON; nothing was sent"
             self._end_unsent(delivery, NOT_DELIVERED_BY_TRANSFORM, message)
             return
-        dispatch_at = lane.take_token(delivery.ready_at, delivery.arrival_at, route.retry_policy)
+        # A delivery the core reaches late (commit latency, a busy loop) takes its token now:
+        # tokens it "missed" must not let the next requests through faster than the limit.
+        ready_at = max(delivery.ready_at, self.now())
+        dispatch_at = lane.take_token(ready_at, delivery.arrival_at, route.retry_policy)
         if dispatch_at is None:
             self._schedule_age_out(delivery)
             return

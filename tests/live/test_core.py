@@ -456,9 +456,9 @@ def test_token_bucket_is_shared_by_every_rule_targeting_a_destination(tmp_path: 
     rows = run(scenario()).records
     assert len(rows) == 10 and (rows["final"] == "delivered").all()
     dispatch = np.sort(rows["dispatch_at"].to_numpy())
-    schedule = dispatch[0] + np.arange(10) / rate  # one token every 1/r seconds, burst 1
-    assert (dispatch >= schedule - 0.003).all()
-    assert dispatch[-1] - dispatch[0] == pytest.approx(9 / rate, abs=0.03)
+    gaps = np.diff(dispatch)  # one token per 1/r seconds for both rules together (burst 1)
+    assert (gaps >= 1 / rate - 0.005).all(), gaps
+    assert dispatch[-1] - dispatch[0] >= 9 / rate - 0.002
 
 
 def test_waiting_deliveries_are_served_oldest_ready_first(tmp_path: Path) -> None:
