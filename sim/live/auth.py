@@ -17,8 +17,8 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from sim.live.config import Connection, ConnectionHttpParameters
 from sim.live.request import HttpRequest
+from sim.live.resources import Connection, ConnectionHttpParameters
 from sim.live.transport import Response
 
 AUTHORIZED = "AUTHORIZED"

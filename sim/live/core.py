@@ -37,10 +37,11 @@ import numpy as np
 
 from sim import policy
 from sim.live.auth import Deauthorized, auth_for
-from sim.live.config import CoreConfig, Rule
+from sim.live.endings import Endings
 from sim.live.lanes import Delivery, Lane, Route
 from sim.live.recorder import Recorder, Sink
 from sim.live.request import HttpRequest, InvalidParameter, build_request
+from sim.live.resources import CoreConfig, Rule
 from sim.live.store import Finish, NewEvent, PendingDelivery, Retry, Store, StoreWriter
 from sim.live.transform import TargetContext
 from sim.live.transport import Response, Transport
@@ -48,9 +49,8 @@ from sim.rng import generator
 
 log = logging.getLogger("sim.live")
 
-FINAL_STATES = {policy.FINAL_DELIVERED: "delivered", policy.FINAL_DLQ: "dlq"}
 NOT_DELIVERED_BY_TRANSFORM = "INVALID_JSON"
-AGED_OUT_WAITING = "THROTTLING"
+"""ERROR_CODE of an event whose input transformer produced no valid JSON (nothing is sent)."""
 
 
 class DeliveryCore:
@@ -84,6 +84,9 @@ class DeliveryCore:
         self._started_mono = 0.0
         self.started_epoch = 0.0
         self.orphans = 0  # pending deliveries in the database whose rule/target is gone
+        self._endings = Endings(
+            self.recorder, self._store_finish, self.epoch, config.redact, self._ended
+        )
 
     # --- clock ----------------------------------------------------------------------------
 
@@ -271,11 +274,11 @@ class DeliveryCore:
         try:
             request = self._request(delivery)
         except InvalidParameter as err:
-            self._end_unsent(delivery, err.error_code, str(err))
+            self._endings.not_sent(delivery, err.error_code, str(err), self.now())
             return
         if request is None:
             message = "the input transformer produced no valid JSON; nothing was sent"
-            self._end_unsent(delivery, NOT_DELIVERED_BY_TRANSFORM, message)
+            self._endings.not_sent(delivery, NOT_DELIVERED_BY_TRANSFORM, message, self.now())
             return
         # A delivery the core reaches late (commit latency, a busy loop) takes its token now:
         # tokens it "missed" must not let the next requests through faster than the limit.
@@ -315,7 +318,7 @@ class DeliveryCore:
         try:
             auth_headers = await lane.auth.headers()
         except Deauthorized as err:
-            self._end_unsent(delivery, err.error_code, str(err), sent_at=dispatch_at)
+            self._endings.not_sent(delivery, err.error_code, str(err), self.now())
             return
         try:
             response = await self.transport.send(request.with_auth(auth_headers))
@@ -381,7 +384,8 @@ class DeliveryCore:
             route.lane.push(delivery)
             return
         error_code = policy.error_code(response.status)
-        self._finish(delivery, int(decision.final), int(decision.reason), error_code, message)
+        final, reason = int(decision.final), int(decision.reason)
+        self._endings.finish(delivery, final, reason, error_code, message, complete_at)
 
     # --- ending deliveries ----------------------------------------------------------------
 
@@ -393,83 +397,16 @@ class DeliveryCore:
         def expire() -> None:
             if handle is not None:
                 self._timers.discard(handle)
-            self._age_out(delivery, deadline)
+            self._endings.age_out(delivery, deadline)
 
         handle = asyncio.get_running_loop().call_later(max(0.0, deadline - self.now()), expire)
         self._timers.add(handle)
 
-    def _age_out(self, delivery: Delivery, deadline: float) -> None:
-        final = policy.age_out_final(delivery.route.dead_letter_queue)
-        self._not_sent_row(delivery, deadline, final, policy.MAXIMUM_EVENT_AGE)
-        if delivery.last_status is not None:
-            code = policy.error_code(delivery.last_status)
-            message = delivery.last_message
-        else:
-            code = AGED_OUT_WAITING
-            message = "the event reached its maximum age waiting for the invocation rate limit"
-        self._finish(delivery, final, policy.MAXIMUM_EVENT_AGE, code, message, at=deadline)
-
-    def _end_unsent(
-        self, delivery: Delivery, code: str, message: str, sent_at: float | None = None
-    ) -> None:
-        """End a delivery that could not be sent (bad parameter, no input, deauthorized)."""
-        final = policy.age_out_final(delivery.route.dead_letter_queue)
-        self._not_sent_row(delivery, self.now(), final, policy.NOT_RETRYABLE)
-        self._finish(delivery, final, policy.NOT_RETRYABLE, code, self.config.redact(message))
-
-    def _not_sent_row(self, delivery: Delivery, at: float, final: int, reason: int) -> None:
-        """A record row for an event that ended without a request, like the model's age-outs."""
-        self.recorder.row(
-            event_id=delivery.id,
-            attempt=delivery.retries_done + 1,
-            arrival_at=delivery.arrival_at,
-            ready_at=delivery.ready_at,
-            dispatch_at=math.nan,
-            complete_at=at,
-            status=policy.STATUS_TIMEOUT,
-            outcome=policy.EXPIRED,
-            retry_after_s=None,
-            next_ready_at=math.nan,
-            final=final,
-            final_reason=reason,
-        )
-
-    def _finish(
-        self,
-        delivery: Delivery,
-        final: int,
-        reason: int,
-        error_code: str,
-        message: str,
-        at: float | None = None,
-    ) -> None:
-        route = delivery.route
-        attributes: dict[str, Any] = {}
-        if final == policy.FINAL_DLQ:
-            attributes = {
-                "RULE_ARN": route.rule_arn,
-                "TARGET_ARN": route.target_arn,
-                "ERROR_CODE": error_code,
-                "ERROR_MESSAGE": message,
-            }
-            condition = policy.exhausted_retry_condition(reason)
-            if condition is not None:
-                attributes["EXHAUSTED_RETRY_CONDITION"] = condition
-            attributes["RETRY_ATTEMPTS"] = delivery.retries_done
-        elif final != policy.FINAL_DELIVERED:
-            reason_name = policy.REASONS[reason]
-            log.info("delivery %d dropped (%s, %s)", delivery.id, reason_name, error_code)
+    def _store_finish(self, finish: Finish) -> None:
         assert self._writer is not None
-        self._writer.record(
-            Finish(
-                delivery.id,
-                FINAL_STATES.get(final, "dropped"),
-                delivery.retries_done,
-                self.epoch(at),
-                route.dead_letter_arn,
-                attributes,
-            )
-        )
+        self._writer.record(finish)
+
+    def _ended(self) -> None:
         self._live -= 1
         self._update_idle()
 

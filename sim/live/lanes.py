@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sim.live.auth import ConnectionAuth
-from sim.live.config import ApiDestination, Connection, Rule, Target
+from sim.live.resources import ApiDestination, Connection, Rule, Target
 from sim.policy import TokenBucket, expired_waiting
 from sim.scenario import RetryPolicy
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from sim.live.config import ApiDestination, ConnectionHttpParameters, TargetHttpParameters
 from sim.live.config_checks import has_control_characters
+from sim.live.resources import ApiDestination, ConnectionHttpParameters, TargetHttpParameters
 from sim.live.transform import MISSING, InvalidInputConfig, resolve_path
 
 USER_AGENT = "Amazon/EventBridge/ApiDestinations"
