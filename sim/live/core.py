@@ -84,6 +84,7 @@ class DeliveryCore:
         self._started_mono = 0.0
         self.started_epoch = 0.0
         self.orphans = 0  # pending deliveries in the database whose rule/target is gone
+        self.accepted = 0  # events accepted since start()
         self._endings = Endings(
             self.recorder, self._store_finish, self.epoch, config.redact, self._ended
         )
@@ -180,6 +181,7 @@ class DeliveryCore:
             ids = await self._writer.accept(batch)
         finally:
             self._submitting -= 1
+        self.accepted += len(batch)
         arrivals = []
         for new, matched, delivery_ids in zip(batch, routes, ids, strict=True):
             event = _parse(new.body)  # the stored form, exactly as a resumed delivery sees it

@@ -28,7 +28,7 @@ Events = AsyncIterator[tuple[str, dict[str, Any]]] | list[tuple[str, dict[str, A
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a run left behind: events accepted in this run and delivery states in the database."""
+    """What a run left behind: events accepted in this run (any source), delivery states in the db."""
 
     accepted: int
     counts: dict[str, int]
@@ -79,7 +79,6 @@ async def run_core(
     core = DeliveryCore(config, db_path, sink)
     envelope = Envelope(config.sim.account, config.sim.region)
     server: PutEventsServer | None = None
-    accepted = 0
     await core.start()
     try:
         if listen is not None:
@@ -88,7 +87,7 @@ async def run_core(
             if on_listening is not None:
                 on_listening(server.url)
         if events is not None:
-            accepted = await _until_stopped(submit_all(core, events), stop) or 0
+            await _until_stopped(submit_all(core, events), stop)
         if until_idle:
             await _until_stopped(core.wait_idle(), stop)
         else:
@@ -98,7 +97,7 @@ async def run_core(
             await server.stop()
         await core.stop(grace_s=config.sim.timeout)
     counts = await asyncio.to_thread(_counts, Path(db_path))
-    return RunSummary(accepted, counts, core.orphans)
+    return RunSummary(core.accepted, counts, core.orphans)
 
 
 async def _until_stopped(work: Coroutine[Any, Any, Any], stop: asyncio.Event) -> Any:

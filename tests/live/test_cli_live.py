@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pandas as pd
 import pytest
 import yaml
@@ -267,6 +268,48 @@ def test_test_event_pattern_rejects_invalid_input(pattern: str, event: str, key:
     )
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {key}: ") and result.stderr.count("\n") == 1
+
+
+def test_listen_accepts_boto3_put_events_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
+    with ThreadedEndpoint() as endpoint:
+        config = write_config(tmp_path / "core.yaml", endpoint.url)
+        db = tmp_path / "core.db"
+        command = [sys.executable, "-m", "sim", "core", "run", str(config), "--db", str(db)]
+        process = subprocess.Popen(
+            [*command, "--listen", "127.0.0.1:0"],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stderr is not None
+            line = process.stderr.readline()  # "listening for PutEvents on http://..."
+            assert line.startswith("listening for PutEvents on http://127.0.0.1:"), line
+            client = boto3.client(
+                "events",
+                endpoint_url=line.split()[-1],
+                region_name="us-east-1",
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+            )
+            entries = [
+                {"Source": "test", "DetailType": "t", "Detail": json.dumps({"n": n})}
+                for n in (1, 2)
+            ]
+            response = client.put_events(Entries=entries)
+            assert response["FailedEntryCount"] == 0
+            deadline = time.monotonic() + 10
+            while len(endpoint.received) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(10) == 0
+            summary = process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert sorted(r["n"] for r in endpoint.received) == [1, 2]
+    assert "accepted 2 events in this run; deliveries: 2 delivered" in summary
 
 
 def test_sigkill_mid_delivery_then_restart_ends_every_accepted_event(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from aiohttp import web
 from sim.live.config import CoreConfig, build_config
 from sim.live.core import DeliveryCore
 from sim.live.store import NewEvent, Store
+from sim.live.transport import PublicResolver
 from sim.loading import build_scenario
 from sim.records import COLUMNS, to_frame
 from sim.results import Accumulator
@@ -631,3 +632,15 @@ def test_idle_core_counts_each_accepted_event_until_it_ends(tmp_path: Path) -> N
         return during, after
 
     assert run(scenario()) == (2, 0)
+
+
+def test_host_names_resolving_to_private_addresses_are_refused_at_connect_time() -> None:
+    async def scenario() -> None:
+        resolver = PublicResolver()
+        try:
+            with pytest.raises(OSError, match="private"):
+                await resolver.resolve("localhost", 443)
+        finally:
+            await resolver.close()
+
+    run(scenario())
