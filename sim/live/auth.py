@@ -54,6 +54,10 @@ class ConnectionAuth:
         if status in UNAUTHORIZED_STATUSES:
             self.deauthorize(f"the endpoint answered {status}")
 
+    def secrets(self) -> set[str]:
+        """Credentials this connection sends right now (for scrubbing messages)."""
+        return set()
+
     def deauthorize(self, reason: str) -> None:
         """Move to DEAUTHORIZED (it stays there until the core restarts)."""
         self.state, self.reason = DEAUTHORIZED, reason
@@ -78,6 +82,9 @@ class BasicAuth(ConnectionAuth):
     def _static_headers(self) -> dict[str, str]:
         return {"Authorization": self._value}
 
+    def secrets(self) -> set[str]:
+        return {self._value, self._value.removeprefix("Basic ")}
+
 
 class ApiKeyAuth(ConnectionAuth):
     """Header `ApiKeyName: ApiKeyValue`."""
@@ -90,6 +97,9 @@ class ApiKeyAuth(ConnectionAuth):
 
     def _static_headers(self) -> dict[str, str]:
         return dict(self._header)
+
+    def secrets(self) -> set[str]:
+        return set(self._header.values())
 
 
 class OAuthClientCredentials(ConnectionAuth):
@@ -118,6 +128,11 @@ class OAuthClientCredentials(ConnectionAuth):
             if self._token is None or self._expires_at - self._clock() <= REFRESH_MARGIN_S:
                 await self._fetch()
             return {"Authorization": f"Bearer {self._token}"}
+
+    def secrets(self) -> set[str]:
+        client = self._params.ClientParameters
+        basic = basic_credentials(client.ClientID, client.ClientSecret.get_secret_value())
+        return {basic, basic.removeprefix("Basic ")} | ({self._token} if self._token else set())
 
     def rejected(self, status: int, used: Mapping[str, str]) -> None:
         """Drop the cached token if the rejected request used it; the next request refreshes."""

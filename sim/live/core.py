@@ -41,7 +41,7 @@ from sim.live.endings import Endings
 from sim.live.lanes import Delivery, Lane, Route
 from sim.live.recorder import Recorder, Sink
 from sim.live.request import HttpRequest, InvalidParameter, build_request
-from sim.live.resources import CoreConfig, Rule
+from sim.live.resources import CoreConfig, Rule, redact
 from sim.live.store import Finish, NewEvent, PendingDelivery, Retry, Store, StoreWriter
 from sim.live.transform import TargetContext
 from sim.live.transport import Response, Transport
@@ -86,7 +86,7 @@ class DeliveryCore:
         self.orphans = 0  # pending deliveries in the database whose rule/target is gone
         self.accepted = 0  # events accepted since start()
         self._endings = Endings(
-            self.recorder, self._store_finish, self.epoch, config.redact, self._ended
+            self.recorder, self._store_finish, self.epoch, self.redact, self._ended
         )
 
     # --- clock ----------------------------------------------------------------------------
@@ -269,7 +269,11 @@ class DeliveryCore:
                 except TimeoutError:
                     pass
                 continue
-            await self._serve(lane, delivery)
+            try:
+                await self._serve(lane, delivery)
+            except Exception as err:  # a bug must not stop the lane or lose the delivery
+                log.exception("delivery %d: unexpected error while dispatching", delivery.id)
+                self._endings.not_sent(delivery, "INTERNAL_ERROR", type(err).__name__, self.now())
 
     async def _serve(self, lane: Lane, delivery: Delivery) -> None:
         route = delivery.route
@@ -366,7 +370,7 @@ class DeliveryCore:
             final=int(decision.final),
             final_reason=int(decision.reason),
         )
-        message = self.config.redact(response.message)
+        message = self.redact(response.message)
         if decision.final == policy.NO_FINAL:
             delivery.ready_at = float(decision.next_ready_at)
             delivery.retries_done += 1
@@ -403,6 +407,13 @@ class DeliveryCore:
 
         handle = asyncio.get_running_loop().call_later(max(0.0, deadline - self.now()), expire)
         self._timers.add(handle)
+
+    def redact(self, text: str) -> str:
+        """`text` without any secret: the config's and every connection's current credentials."""
+        text = self.config.redact(text)
+        for lane in self._lanes.values():
+            text = redact(text, lane.auth.secrets())
+        return text
 
     def _store_finish(self, finish: Finish) -> None:
         assert self._writer is not None

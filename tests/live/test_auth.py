@@ -215,7 +215,7 @@ def test_secrets_never_reach_logs_records_or_the_dlq(
 
     def respond(seen: Seen) -> web.Response:  # echoes the credentials back, like a bad server
         echo = f"{seen.headers.get('Authorization')} {seen.query}"
-        return web.Response(status=401, reason="Unauthorized", text=echo)
+        return web.Response(status=401, reason=f"Unauthorized {echo}", text=echo)
 
     async def scenario() -> tuple[ListSink, list[dict[str, Any]], RecordingEndpoint]:
         async with RecordingEndpoint(respond) as endpoint:

@@ -644,3 +644,30 @@ def test_host_names_resolving_to_private_addresses_are_refused_at_connect_time()
             await resolver.close()
 
     run(scenario())
+
+
+def test_a_failure_while_preparing_one_delivery_does_not_stop_the_lane(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sim.live.core as core_module
+
+    real = core_module.build_request
+
+    def flaky(*args: Any) -> Any:
+        if args[3]["detail"]["n"] == 1:
+            raise RuntimeError("bug")
+        return real(*args)
+
+    monkeypatch.setattr(core_module, "build_request", flaky)
+
+    async def scenario() -> tuple[Outcome, RecordingEndpoint]:
+        async with RecordingEndpoint() as endpoint:
+            return await deliver(
+                core_config(endpoint.url), tmp_path / "db", [event(1), event(2)]
+            ), endpoint
+
+    result, endpoint = run(scenario())
+    assert [seen.json["detail"]["n"] for seen in endpoint.requests] == [2]
+    (record,) = result.dlq
+    assert record["attributes"]["ERROR_CODE"] == "INTERNAL_ERROR"
+    assert result.counts["pending"] == 0
