@@ -45,6 +45,7 @@ class Seen:
     raw_headers: list[tuple[str, str]]
     body: bytes
     at: float
+    raw_path: str = ""
 
     @property
     def json(self) -> Any:
@@ -72,6 +73,7 @@ class RecordingEndpoint:
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
                 await request.read(),
                 time.monotonic(),
+                request.raw_path,
             )
             self.requests.append(seen)
             answer = self.respond(seen)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -18,6 +19,7 @@ from sim.live.request import (
     InvalidParameter,
     build_request,
 )
+from tests.live.test_core import RecordingEndpoint, core_config, deliver, run
 
 EVENT = {
     "id": "e-1",
@@ -209,3 +211,47 @@ def test_auth_headers_are_added_and_replace_user_supplied_ones() -> None:
     assert authorized.header("Authorization") == "Bearer t"
     assert _names(authorized).count("authorization") == 1
     assert request.header("Authorization") == "mine"  # the original is unchanged
+
+
+def test_on_the_wire_headers_auth_and_body_are_as_specified(tmp_path: Path) -> None:
+    """The raw request a real server receives: S10 headers, S11 auth, S12 parameters, S13 body."""
+    target = {
+        "HttpParameters": {
+            "PathParameterValues": ["$.detail.order"],
+            "HeaderParameters": {"User-Agent": "mine", "X-Tenant": "t", "Accept-Encoding": "br"},
+            "QueryStringParameters": {"q": "$.detail.qty"},
+        },
+        "InputPath": "$.detail",
+    }
+    auth = {
+        "AuthorizationType": "API_KEY",
+        "AuthParameters": {
+            "ApiKeyAuthParameters": {"ApiKeyName": "X-Api-Key", "ApiKeyValue": "k-1"},
+            "InvocationHttpParameters": {"HeaderParameters": [{"Key": "x-tenant", "Value": "c"}]},
+        },
+    }
+
+    async def scenario() -> RecordingEndpoint:
+        async with RecordingEndpoint() as endpoint:
+            config = core_config(endpoint.url + "/orders/*", target=target, auth=auth)
+            await deliver(config, tmp_path / "db", [{**EVENT, "source": "test"}])
+        return endpoint
+
+    endpoint = run(scenario())
+    (seen,) = endpoint.requests
+    names = [name.lower() for name, _ in seen.raw_headers]
+    assert len(names) == len(set(names))  # no header twice
+    headers = {name.lower(): value for name, value in seen.raw_headers}
+    body = json.dumps(EVENT["detail"], separators=(",", ":")).encode()
+    assert headers == {
+        "host": endpoint.url.removeprefix("http://"),
+        "x-api-key": "k-1",
+        "x-tenant": "c",
+        "content-type": "application/json; charset=utf-8",
+        "user-agent": "Amazon/EventBridge/ApiDestinations",
+        "range": "bytes=0-1048575",
+        "connection": "close",
+        "content-length": str(len(body)),
+    }
+    assert (seen.method, seen.raw_path) == ("POST", "/orders/A%2F1%20b?q=3")
+    assert seen.body == body
