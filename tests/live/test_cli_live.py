@@ -284,7 +284,11 @@ def test_listen_accepts_boto3_put_events_and_sigterm_stops_cleanly(tmp_path: Pat
         )
         try:
             assert process.stderr is not None
-            line = process.stderr.readline()  # "listening for PutEvents on http://..."
+            line = ""
+            for _ in range(20):  # "listening for PutEvents on http://..."; skip any warnings
+                line = process.stderr.readline()
+                if line.startswith("listening") or not line:
+                    break
             assert line.startswith("listening for PutEvents on http://127.0.0.1:"), line
             client = boto3.client(
                 "events",
