@@ -92,7 +92,7 @@ class DeliveryCore:
     # --- clock ----------------------------------------------------------------------------
 
     def now(self) -> float:
-        """Seconds since `start()` (monotonic)."""
+        """Seconds since core time zero (`start()`, or its `t0`), on the monotonic clock."""
         return time.monotonic() - self._started_mono
 
     def epoch(self, at: float | None = None) -> float:
@@ -101,9 +101,15 @@ class DeliveryCore:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Open the database and HTTP client, resume pending deliveries, start dispatching."""
-        self._started_mono, self.started_epoch = time.monotonic(), time.time()
+    async def start(self, t0: float | None = None) -> None:
+        """Open the database and HTTP client, resume pending deliveries, start dispatching.
+
+        `t0` is a `time.monotonic()` instant taken as core time zero (e.g. a local endpoint's,
+        so records and the endpoint's log share one clock); by default, now.
+        """
+        mono, epoch = time.monotonic(), time.time()
+        self._started_mono = mono if t0 is None else t0
+        self.started_epoch = epoch - (mono - self._started_mono)
         self._build_routes()
         store = await asyncio.to_thread(Store, self.db_path)
         self._writer = StoreWriter(store)
