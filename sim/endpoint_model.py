@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from sim.scenario import (
     Capacity,
@@ -29,6 +28,8 @@ from sim.scenario import (
 
 def service_quantile(latency: Latency, u: np.ndarray) -> np.ndarray:
     """Service times (seconds) at quantiles u on [0, 1) of the latency distribution."""
+    from scipy import special  # loaded on first use: the CLI starts without SciPy
+
     u = np.asarray(u, dtype=float)
     if isinstance(latency, ConstantLatency):
         return np.full(u.shape, latency.value)

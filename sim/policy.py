@@ -20,9 +20,13 @@ from sim.scenario import Backoff, RetryPolicy
 
 # --- outcomes, finals and reasons: small integer codes (arrays) with names (records) ----------
 
-DELIVERED, RETRY, FAILED, TIMEOUT, CONNECTION_ERROR, EXPIRED = range(6)
-OUTCOMES = ("delivered", "retry", "failed", "timeout", "connection_error", "expired")
-"""Attempt outcome names by code; `expired` marks an event that aged out waiting for a token."""
+DELIVERED, RETRY, FAILED, TIMEOUT, CONNECTION_ERROR, EXPIRED, NOT_SENT = range(7)
+OUTCOMES = ("delivered", "retry", "failed", "timeout", "connection_error", "expired", "not_sent")
+"""Attempt outcome names by code. Two mark rows that are not invocation attempts but close an
+event without a request: `expired` (aged out waiting for a token, S6) and `not_sent` (the live
+core could not build the request: invalid parameter, no input, deauthorized connection)."""
+
+UNSENT_OUTCOMES = (EXPIRED, NOT_SENT)
 
 RETRYABLE_OUTCOMES = (RETRY, TIMEOUT, CONNECTION_ERROR)
 
@@ -78,13 +82,17 @@ class TokenBucket:
     capacity: float
     full_at: float = 0.0
 
-    def take(self, ready_at: float) -> float:
-        """Consume a token for an item ready at `ready_at`; return when it may be dispatched."""
+    def peek(self, ready_at: float) -> tuple[float, float]:
+        """(dispatch time, bucket state after) for an item ready at `ready_at`, taking nothing."""
         dispatch_at, full_after = gcra_schedule(
             self.full_at, self.rate_per_second, self.capacity, np.array([ready_at])
         )
-        self.full_at = float(full_after[0])
-        return float(dispatch_at[0])
+        return float(dispatch_at[0]), float(full_after[0])
+
+    def take(self, ready_at: float) -> float:
+        """Consume a token for an item ready at `ready_at`; return when it may be dispatched."""
+        dispatch_at, self.full_at = self.peek(ready_at)
+        return dispatch_at
 
     def tokens_at(self, now: float) -> float:
         """Tokens in the bucket at `now` (fractional), assuming no further takes."""

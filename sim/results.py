@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from sim import policy
 from sim.records import Chunk, to_frame
@@ -82,7 +81,7 @@ class Accumulator:
             self.records.append(chunk)
         outcome, final = chunk["outcome"], chunk["final"]
         complete = chunk["complete_at"]
-        sent = outcome != policy.EXPIRED
+        sent = ~np.isin(outcome, policy.UNSENT_OUTCOMES)
         dispatch = chunk["dispatch_at"][sent]
         self._bin("attempts", dispatch)
         self._bin("retries", dispatch[chunk["attempt"][sent] > 1])
@@ -108,7 +107,7 @@ class Accumulator:
             chunk["final_reason"][failed & (final == policy.FINAL_DLQ)],
             minlength=len(policy.REASONS),
         )
-        made = chunk["attempt"][ended].astype(np.int64) - (outcome[ended] == policy.EXPIRED)
+        made = chunk["attempt"][ended].astype(np.int64) - (~sent[ended]).astype(np.int64)
         self.attempts_per_event += np.bincount(
             np.minimum(made, self.attempts_per_event.size - 1),
             minlength=self.attempts_per_event.size,
@@ -246,6 +245,8 @@ def timeseries_frame(results: list[ReplicationResult]) -> pd.DataFrame:
 
 def aggregate(summary: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Mean, standard deviation and t-based confidence interval of each metric across replications."""
+    from scipy import stats
+
     n = summary.notna().sum()
     mean, sd = summary.mean(), summary.std(ddof=1)
     half = pd.Series(

@@ -6,12 +6,17 @@ Every problem raises ValueError with one line naming the CSV file, the column an
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    import pandas as pd  # only scenarios with CSV inputs pay for it
+
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     try:
@@ -37,6 +42,8 @@ def _column(frame: pd.DataFrame, path: Path, name: str) -> pd.Series:
 
 
 def _numbers(column: pd.Series, path: Path, name: str) -> np.ndarray:
+    import pandas as pd
+
     values = pd.to_numeric(column, errors="coerce")
     bad = values.isna().to_numpy() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
     if bad.any():
@@ -49,6 +56,8 @@ def _numbers(column: pd.Series, path: Path, name: str) -> np.ndarray:
 
 def _seconds(column: pd.Series, path: Path, name: str) -> np.ndarray:
     """Numbers are seconds; anything else must parse as timestamps, taken relative to the earliest."""
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(column):
         return _numbers(column, path, name)
     stamps = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")

@@ -9,7 +9,6 @@ import typer
 
 from sim.cli import app
 from sim.errors import InputError
-from sim.live.endpoint_server import EndpointServer, OAuthSettings, RequestLog, describe, serve
 from sim.loading import load_scenario
 
 
@@ -43,6 +42,8 @@ def endpoint(
 
     Prints `listening on URL` once ready; runs until Ctrl-C or SIGTERM.
     """
+    from sim.live.endpoint_server import EndpointServer, OAuthSettings, RequestLog, describe, serve
+
     scenario = load_scenario(scenario_file, set_ or [])
     if (oauth_client_id is None) != (oauth_client_secret is None):
         raise InputError(None, None, "give both --oauth-client-id and --oauth-client-secret")

@@ -8,17 +8,18 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sim.cli import app
 from sim.errors import InputError
-from sim.live.config import CoreConfig, load_config
-from sim.live.ingest import Envelope, read_event_file, stdin_events
-from sim.live.patterns import InvalidEvent, InvalidEventPattern, test_event_pattern
-from sim.live.service import CsvRecords, Events, RunSummary, run_core
-from sim.live.store import Store
+
+if TYPE_CHECKING:
+    from sim.live.config import CoreConfig
+    from sim.live.service import CsvRecords, Events, RunSummary
+
+# aiohttp and the core load inside the commands that need them: `sim` starts fast.
 
 core_app = typer.Typer(
     no_args_is_help=True, help="The live delivery core: deliver events to real HTTP endpoints."
@@ -48,6 +49,10 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log core activity.")] = False,
 ) -> None:
     """Deliver events: resume pending deliveries, ingest events, run until idle or Ctrl-C."""
+    from sim.live.config import load_config
+    from sim.live.ingest import Envelope, read_event_file, stdin_events
+    from sim.live.service import CsvRecords
+
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
     config = load_config(config_file)
     envelope = Envelope(config.sim.account, config.sim.region)
@@ -74,6 +79,8 @@ async def _serve(
     until_idle: bool,
     sink: CsvRecords | None,
 ) -> RunSummary:
+    from sim.live.service import run_core
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -123,6 +130,8 @@ def _report(summary: RunSummary) -> None:
 @core_app.command("dlq")
 def dlq(db: DbOption) -> None:
     """Print the dead-letter queue as JSONL: original event plus the S9 attributes."""
+    from sim.live.store import Store
+
     if not db.is_file():
         raise InputError(str(db), None, "no such database")
     store = Store(db)
@@ -139,6 +148,8 @@ def test_event_pattern_command(
     event: Annotated[str, typer.Option("--event", help="Event (JSON).")],
 ) -> None:
     """Test an event against an event pattern, like `aws events test-event-pattern`."""
+    from sim.live.patterns import InvalidEvent, InvalidEventPattern, test_event_pattern
+
     try:
         result = test_event_pattern(event_pattern, event)
     except InvalidEventPattern as err:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import yaml
@@ -19,12 +19,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sim.api import simulate
-from sim.arrivals import expected_count
 from sim.cli import app
 from sim.loading import load_scenario
-from sim.report import HEADLINE, headline, human_seconds, write_report
-from sim.results import RunResult
+
+if TYPE_CHECKING:
+    from sim.results import RunResult
+
+# The model, SciPy and matplotlib load inside the commands that need them: `sim` starts fast.
 
 console = Console()
 
@@ -57,6 +58,9 @@ def run(
     ] = None,
 ) -> None:
     """Simulate a scenario and write its report folder (summary, time series, plots, report.md)."""
+    from sim.api import simulate
+    from sim.report import write_report
+
     shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)]
     scenario = load_scenario(scenario_file, overrides)
@@ -70,6 +74,8 @@ def run(
 @app.command()
 def check(scenario_file: ScenarioArg, set_: SetOption = None) -> None:
     """Validate a scenario and print it resolved, with every default filled in."""
+    from sim.arrivals import expected_count
+
     scenario = load_scenario(scenario_file, set_ or [])
     typer.echo(yaml.safe_dump(scenario.resolved(), sort_keys=False).rstrip())
     expected = expected_count(scenario.arrivals, scenario.horizon)
@@ -119,6 +125,8 @@ def _number(value: float) -> str:
 
 
 def _print_summary(result: RunResult) -> None:
+    from sim.report import HEADLINE, headline, human_seconds
+
     table = Table(
         title=f"{result.scenario.name}: {len(result.replications)} replications, "
         f"{result.wall_s:.1f} s",

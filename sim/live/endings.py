@@ -95,10 +95,12 @@ class Endings:
     def not_sent(self, delivery: Delivery, code: str, message: str, at: float) -> None:
         """End a delivery that could not be sent: failed without retry, no request made."""
         final = policy.age_out_final(delivery.route.dead_letter_queue)
-        self._row(delivery, at, final, policy.NOT_RETRYABLE)
+        self._row(delivery, at, final, policy.NOT_RETRYABLE, policy.NOT_SENT)
         self.finish(delivery, final, policy.NOT_RETRYABLE, code, message, at)
 
-    def _row(self, delivery: Delivery, at: float, final: int, reason: int) -> None:
+    def _row(
+        self, delivery: Delivery, at: float, final: int, reason: int, outcome: int = policy.EXPIRED
+    ) -> None:
         self.recorder.row(
             event_id=delivery.id,
             attempt=delivery.retries_done + 1,
@@ -107,7 +109,7 @@ class Endings:
             dispatch_at=math.nan,
             complete_at=at,
             status=policy.STATUS_TIMEOUT,
-            outcome=policy.EXPIRED,
+            outcome=outcome,
             retry_after_s=None,
             next_ready_at=math.nan,
             final=final,

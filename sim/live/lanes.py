@@ -97,9 +97,8 @@ class Lane:
 
         An event that reaches its maximum age before its token comes takes no token (S6).
         """
-        before = self.bucket.full_at
-        dispatch_at = self.bucket.take(ready_at)
+        dispatch_at, full_after = self.bucket.peek(ready_at)
         if expired_waiting(dispatch_at, arrival_at, policy):
-            self.bucket.full_at = before
             return None
+        self.bucket.full_at = full_after
         return dispatch_at

@@ -84,7 +84,7 @@ def test_static_auth_is_sent_and_401_or_407_deauthorizes_the_connection(
     assert dlq[0]["attributes"]["ERROR_CODE"] == "ERROR_FROM_TARGET"
     assert dlq[1]["attributes"]["ERROR_CODE"] == "CONNECTION_DEAUTHORIZED"
     rows = to_frame(sink.chunks)
-    assert list(rows["outcome"]) == ["delivered", "failed", "expired"]  # expired: not sent
+    assert list(rows["outcome"]) == ["delivered", "failed", "not_sent"]
     assert rows["dispatch_at"].isna().tolist() == [False, False, True]
 
 
@@ -195,7 +195,7 @@ def test_failed_oauth_refresh_deauthorizes_the_connection(tmp_path: Path) -> Non
     assert [seen.path for seen in endpoint.requests] == ["/token"]  # no retry of the fetch
     assert [record["attributes"]["ERROR_CODE"] for record in dlq] == ["CONNECTION_DEAUTHORIZED"] * 2
     assert "DEAUTHORIZED" in dlq[0]["attributes"]["ERROR_MESSAGE"]
-    assert list(to_frame(sink.chunks)["outcome"]) == ["expired", "expired"]
+    assert list(to_frame(sink.chunks)["outcome"]) == ["not_sent", "not_sent"]
 
 
 def test_secrets_never_reach_logs_records_or_the_dlq(

@@ -460,7 +460,8 @@ def test_token_bucket_is_shared_by_every_rule_targeting_a_destination(tmp_path: 
     assert len(rows) == 10 and (rows["final"] == "delivered").all()
     dispatch = np.sort(rows["dispatch_at"].to_numpy())
     gaps = np.diff(dispatch)  # one token per 1/r seconds for both rules together (burst 1)
-    assert (gaps >= 1 / rate - 0.005).all(), gaps
+    # dispatch_at is the real send time: allow the event loop's wake-up jitter on a busy machine
+    assert (gaps >= 1 / rate - 0.015).all(), gaps
     assert dispatch[-1] - dispatch[0] >= 9 / rate - 0.002
 
 
