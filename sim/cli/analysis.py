@@ -1,0 +1,290 @@
+"""Analysis commands: `sim sweep` (what-if grids), `sim size` (rate limit), `sim sensitivity`."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sim.cli import app
+from sim.errors import InputError
+from sim.loading import load_scenario
+
+# The model, pandas and matplotlib load inside the commands that need them: `sim` starts fast.
+
+console = Console()
+SLO_NAMES = ("max_p99_delivery_delay", "max_dropped_fraction", "max_dlq_fraction")
+
+ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a scenario key: key.path=value (repeatable).")
+]
+Replications = Annotated[int | None, typer.Option(help="Replications per point (default: scenario's).")]
+Seed = Annotated[int | None, typer.Option(help="Root random seed (default: scenario's).")]
+Horizon = Annotated[str | None, typer.Option(help="Simulated time, e.g. 6h (default: scenario's).")]
+Workers = Annotated[
+    int | None, typer.Option(help="Local worker processes, or LocalCluster workers (default: all cores).")
+]
+Dask = Annotated[
+    str | None,
+    typer.Option(help="Run on Dask: a scheduler address (tcp://host:8786) or 'local' for a LocalCluster."),
+]
+Out = Annotated[Path | None, typer.Option(help="Output folder (default: reports/<name>-<command>).")]
+
+_RANGE = re.compile(r"^\s*(-?[\d.]+)\s*:\s*(-?[\d.]+)\s*:\s*([\d.]+)\s*$")
+
+
+def parse_vary(item: str) -> tuple[str, list[Any]]:
+    """`key.path=v1,v2,...` (values read as YAML) or `key.path=start:stop:step` (inclusive)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip() or not text.strip():
+        raise InputError("--vary", None, f"{item!r}: expected key.path=v1,v2,... or key.path=start:stop:step")
+    key = key.strip()
+    match = _RANGE.match(text)
+    if match:
+        start, stop, step = (float(g) for g in match.groups())
+        if step <= 0 or stop < start:
+            raise InputError("--vary", key, f"bad range {text!r}: need start ≤ stop and step > 0")
+        count = math.floor((stop - start) / step + 1e-9) + 1
+        values: list[Any] = [round(start + i * step, 9) for i in range(count)]
+        return key, [int(v) if v == int(v) else v for v in values]
+    try:
+        values = yaml.safe_load(f"[{text}]")
+    except yaml.YAMLError:
+        raise InputError("--vary", key, f"cannot read the values {text!r}") from None
+    return key, values
+
+
+def _pairs(items: list[str] | None, option: str) -> dict[str, Any]:
+    pairs = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(option, None, f"{item!r}: expected name=value")
+        pairs[key.strip()] = yaml.safe_load(text) if text.strip() else None
+    return pairs
+
+
+class _Ticker:
+    def __init__(self, progress: Progress, task: Any, total: int) -> None:
+        self.progress, self.task, self.total = progress, task, total
+
+    def __call__(self, fraction: float) -> None:
+        self.progress.update(self.task, completed=min(fraction, 1.0) * self.total)
+
+
+class progress_bar:
+    """A rich progress bar counting `unit` (quiet when not a terminal)."""
+
+    def __init__(self, label: str, total: int = 100) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.completed:>.0f}/{task.total:.0f}" if total != 100 else "{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+        )
+        self.label, self.total = label, total
+
+    def __enter__(self) -> _Ticker:
+        self.progress.start()
+        return _Ticker(self.progress, self.progress.add_task(self.label, total=self.total), self.total)
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+SHORT = {
+    "delivery_delay_s.p99": "p99 delay s",
+    "delivery_delay_s.p50": "p50 delay s",
+    "backlog_peak": "backlog peak",
+    "dropped_fraction": "dropped",
+    "dlq_fraction": "DLQ",
+    "RetryInvocationAttempts": "retries",
+    "InvocationAttempts": "attempts",
+    "endpoint_peak_rps": "peak rps",
+    "time_to_drain_s": "drain s",
+}
+
+
+def _headers(keys: list[str]) -> list[str]:
+    """Short column headers: a metric's short name, a key path's last part unless ambiguous."""
+    lasts = [key.split(".")[-1] for key in keys]
+    return [SHORT.get(k, last if lasts.count(last) == 1 else k) for k, last in zip(keys, lasts, strict=True)]
+
+
+def _number(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if value == int(value) or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:,.4g}"
+
+
+def _percent(value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    if value == 0:
+        return "0"
+    if value < 0.1:
+        return "<0.1"
+    return f"±{value:.1f}" if value < 10 else f"±{value:,.0f}"
+
+
+@app.command()
+def sweep(
+    scenario_file: ScenarioArg,
+    vary: Annotated[
+        list[str],
+        typer.Option(help="A parameter and its values: key.path=v1,v2,... or key.path=start:stop:step (repeatable)."),
+    ],
+    replications: Replications = None,
+    seed: Seed = None,
+    horizon: Horizon = None,
+    set_: SetOption = None,
+    workers: Workers = None,
+    dask: Dask = None,
+    batch_size: Annotated[int | None, typer.Option(help="Replications per task (default: balanced).")] = None,
+    metric: Annotated[list[str] | None, typer.Option(help="Metric to plot (repeatable; default: headline).")] = None,
+    out: Out = None,
+) -> None:
+    """Run a what-if grid (every combination × replications); write CSVs, plots and report.md."""
+    from sim.analysis_report import write_sweep_report
+    from sim.sweeps import expand_grid
+    from sim.sweeps import sweep as run_sweep
+
+    scenario = load_scenario(scenario_file, set_ or [])
+    grid = dict(parse_vary(item) for item in vary)
+    n_points = len(expand_grid(grid))
+    with progress_bar(f"sweeping {scenario.name} ({n_points} grid points)", n_points) as tick:
+        result = run_sweep(scenario, grid, replications=replications, seed=seed, horizon=horizon,
+                           workers=workers, dask=dask, batch_size=batch_size, progress=tick)
+    folder = write_sweep_report(result, out or Path("reports") / f"{result.scenario.name}-sweep", metric)
+    shown = [m for m in (metric or ["delivery_delay_s.p99", "backlog_peak", "dropped_fraction"])
+             if m in result.metric_names]
+    table = Table(title=f"{result.scenario.name}: {n_points} points × {result.scenario.replications} "
+                  f"replications on {result.backend}, {result.wall_s:.1f} s", title_justify="left")
+    for name in [*_headers([*result.parameters, *shown]), "SLOs"]:
+        table.add_column(name, justify="right")
+    slo = result.slo()
+    for point in range(n_points):
+        values = result.runs_parameters(point)
+        cells = [_number(values[p]) for p in result.parameters]
+        cells += [_number(result.metric(m).loc[point, "mean"]) for m in shown]
+        met = slo.loc[point, "all_met"]
+        cells.append("–" if isinstance(met, float) else ("[green]met[/green]" if met else "[red]NOT met[/red]"))
+        table.add_row(*cells)
+    console.print(table)
+    console.print(f"sweep: [bold]{folder / 'report.md'}[/bold] (runs.csv, aggregated.csv, plots)")
+
+
+@app.command()
+def size(
+    scenario_file: ScenarioArg,
+    slo: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Set an SLO: name=value, name one of {', '.join(SLO_NAMES)} (repeatable)."),
+    ] = None,
+    min_rate: Annotated[float | None, typer.Option("--min", help="Lowest rate to consider (default 1/s).")] = None,
+    max_rate: Annotated[
+        float | None, typer.Option("--max", help="Highest rate (default: twice the peak arrival rate).")
+    ] = None,
+    step: Annotated[float | None, typer.Option(help="Rate resolution (default: a 1-2-5 step, ≤ 200 rates).")] = None,
+    replications: Replications = None,
+    seed: Seed = None,
+    horizon: Horizon = None,
+    set_: SetOption = None,
+    workers: Workers = None,
+    dask: Dask = None,
+    max_overload: Annotated[
+        float, typer.Option(help="Endpoint probe: tolerated fraction of overload answers and timeouts.")
+    ] = 0.0,
+    out: Out = None,
+) -> None:
+    """Find the smallest invocation rate limit meeting the SLOs (95 % confidence); exit 1 if none."""
+    from sim.analysis_report import write_size_report
+    from sim.sizing import SLO_METRICS, size_rate_limit
+
+    scenario = load_scenario(scenario_file, set_ or [])
+    with progress_bar(f"sizing {scenario.name}") as tick:
+        result = size_rate_limit(
+            scenario, slo=_pairs(slo, "--slo"), min_rate=min_rate, max_rate=max_rate, step=step,
+            replications=replications, seed=seed, horizon=horizon, workers=workers, dask=dask,
+            overload_tolerance=max_overload, progress=tick,
+        )
+    folder = write_size_report(result, out or Path("reports") / f"{result.scenario.name}-size")
+    table = Table(title=f"{result.scenario.name}: rates evaluated ({result.scenario.replications} "
+                  "replications each; mean [95 % CI upper])", title_justify="left")
+    table.add_column("rate/s", justify="right")
+    checks = [c.removesuffix(".met") for c in result.evaluations.columns if c.startswith("max_")]
+    for name in checks:
+        table.add_column(SLO_METRICS[name], justify="right")
+    table.add_column("SLOs", justify="right")
+    for _, row in result.evaluations.iterrows():
+        cells = [_number(row["rate"])]
+        for name in checks:
+            metric = SLO_METRICS[name]
+            cells.append(f"{_number(row[f'{metric}.mean'])} [{_number(row[f'{metric}.ci_high'])}]")
+        cells.append("[green]met[/green]" if row["all_met"] else "[red]NOT met[/red]")
+        table.add_row(*cells)
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}")
+    console.print(f"[bold]{result.sentence()}[/bold]")
+    console.print(f"evidence: [bold]{folder / 'report.md'}[/bold]")
+    if not result.met:
+        raise typer.Exit(1)
+
+
+@app.command()
+def sensitivity(
+    scenario_file: ScenarioArg,
+    replications: Replications = None,
+    seed: Seed = None,
+    horizon: Horizon = None,
+    set_: SetOption = None,
+    workers: Workers = None,
+    dask: Dask = None,
+    out: Out = None,
+) -> None:
+    """Vary each ASSUMPTION setting over a plausible range; report how much each prediction moves."""
+    from sim.analysis_report import write_sensitivity_report
+    from sim.sensitivity import sensitivity as run_sensitivity
+
+    scenario = load_scenario(scenario_file, set_ or [])
+    with progress_bar(f"sensitivity of {scenario.name}") as tick:
+        result = run_sensitivity(scenario, replications=replications, seed=seed, horizon=horizon,
+                                 workers=workers, dask=dask, progress=tick)
+    folder = write_sensitivity_report(result, out or Path("reports") / f"{result.scenario.name}-sensitivity")
+    changes = result.table()
+    conclusions = result.conclusions()
+    shown = ["delivery_delay_s.p99", "backlog_peak", "dropped_fraction", "dlq_fraction", "RetryInvocationAttempts"]
+    table = Table(title=f"{result.scenario.name}: largest change of each prediction from baseline (%), "
+                  "and whether the SLO verdicts hold", title_justify="left")
+    table.add_column("setting")
+    table.add_column("values")
+    for header in _headers(shown):
+        table.add_column(header, justify="right")
+    table.add_column("SLO verdicts")
+    for setting, by_value in result.points.items():
+        cells = [setting.removeprefix("destination.").removeprefix("retry_policy."),
+                 ", ".join(_number(v) for v in by_value)]
+        for metric in shown:
+            rows = changes[(changes["setting"] == setting) & (changes["metric"] == metric)]
+            cells.append("–" if rows.empty else _percent(rows["max_change_pct"].iloc[0]))
+        verdicts = conclusions[conclusions["setting"] == setting]
+        flips = verdicts[~verdicts["holds"]]
+        cells.append("–" if verdicts.empty else "hold" if flips.empty else
+                     "[red]flip[/red]: " + "; ".join(f"{r.slo} at {r.flips_at}" for r in flips.itertuples()))
+        table.add_row(*cells)
+    console.print(table)
+    for what, why in result.skipped.items():
+        console.print(f"skipped {what}: {why}")
+    console.print(f"sensitivity: [bold]{folder / 'report.md'}[/bold]")
