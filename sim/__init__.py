@@ -15,10 +15,21 @@ _PUBLIC = {
     "Scenario": "sim.scenario",
     "load_scenario": "sim.loading",
     "simulate": "sim.api",
+    "size_rate_limit": "sim.sizing",
+    "sweep": "sim.sweeps",
     "with_overrides": "sim.api",
 }
 
-__all__ = ["InputError", "RunResult", "Scenario", "load_scenario", "simulate", "with_overrides"]
+__all__ = [
+    "InputError",
+    "RunResult",
+    "Scenario",
+    "load_scenario",
+    "simulate",
+    "size_rate_limit",
+    "sweep",
+    "with_overrides",
+]
 
 
 assert sorted(__all__) == sorted(_PUBLIC)
@@ -40,3 +51,5 @@ if TYPE_CHECKING:
     from sim.loading import load_scenario
     from sim.results import RunResult
     from sim.scenario import Scenario
+    from sim.sizing import size_rate_limit
+    from sim.sweeps import sweep

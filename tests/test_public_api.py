@@ -1,0 +1,38 @@
+"""The public API (design §2: notebooks use only this) is exactly what `sim.__all__` lists."""
+
+import inspect
+
+import sim
+
+PUBLIC = [
+    "InputError",
+    "RunResult",
+    "Scenario",
+    "load_scenario",
+    "simulate",
+    "size_rate_limit",
+    "sweep",
+    "with_overrides",
+]
+
+
+def test_all_is_pinned():
+    assert sorted(sim.__all__) == PUBLIC
+
+
+def test_every_public_name_resolves_to_the_object_not_a_submodule():
+    import sim.sensitivity  # noqa: F401  (imports sim.sweeps and sim.sizing as submodules)
+
+    for name in PUBLIC:
+        assert not inspect.ismodule(getattr(sim, name)), name
+    assert callable(sim.sweep) and sim.sweep.__module__ == "sim.sweeps"
+    assert sim.size_rate_limit.__module__ == "sim.sizing"
+
+
+def test_analysis_signatures():
+    sweep = inspect.signature(sim.sweep).parameters
+    assert list(sweep)[:3] == ["scenario", "grid", "overrides"]
+    assert {"replications", "seed", "horizon", "workers", "dask", "batch_size", "progress"} <= set(sweep)
+    size = inspect.signature(sim.size_rate_limit).parameters
+    assert list(size)[:2] == ["scenario", "overrides"]
+    assert {"slo", "min_rate", "max_rate", "step", "replications", "workers", "dask"} <= set(size)
