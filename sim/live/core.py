@@ -338,7 +338,11 @@ class DeliveryCore:
             log.exception("delivery %d: unexpected error while sending", delivery.id)
             response = Response(policy.STATUS_CONNECTION_ERROR, message=type(err).__name__)
         lane.auth.rejected(response.status, auth_headers)
-        self._decide(delivery, dispatch_at, self.now(), response)
+        try:
+            self._decide(delivery, dispatch_at, self.now(), response)
+        except Exception as err:  # a bug must not leave the delivery pending forever
+            log.exception("delivery %d: unexpected error while deciding", delivery.id)
+            self._endings.not_sent(delivery, "INTERNAL_ERROR", type(err).__name__, self.now())
 
     def _decide(
         self, delivery: Delivery, dispatch_at: float, complete_at: float, response: Response
