@@ -38,12 +38,17 @@ NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 MIN_EVENT_AGE_S = 60.0
 MAX_EVENT_AGE_S = 86400.0
 MAX_RETRY_ATTEMPTS = 185
+MAX_RATE_PER_SECOND = 1e6
+"""Largest arrival rate of one source: beyond it a run cannot draw or hold its arrivals."""
+MAX_CONCURRENCY = 100_000
+Rate = Annotated[float, Field(ge=0, le=MAX_RATE_PER_SECOND)]
 
 
 class Strict(BaseModel):
-    """Base for every scenario section: unknown keys are errors and instances are immutable."""
+    """Base for every scenario section: unknown keys are errors, numbers are finite, instances
+    are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Loaded:
@@ -82,7 +87,7 @@ class ConstantArrivals(Strict):
     """Poisson arrivals at a constant rate over the whole horizon."""
 
     kind: Literal["constant"]
-    rate_per_second: Annotated[float, Field(ge=0)]
+    rate_per_second: Rate
 
 
 class BurstArrivals(Strict):
@@ -91,14 +96,14 @@ class BurstArrivals(Strict):
     kind: Literal["burst"]
     start: NonNegativeDuration
     duration: PositiveDuration
-    rate_per_second: Annotated[float, Field(ge=0)]
+    rate_per_second: Rate
 
 
 class DiurnalArrivals(Strict):
     """Poisson arrivals whose rate follows a cosine: mean·(1 + amplitude·cos(2π(t − peak_at)/period))."""
 
     kind: Literal["diurnal"]
-    mean_per_second: Annotated[float, Field(ge=0)]
+    mean_per_second: Rate
     amplitude: Probability = 0.5
     peak_at: NonNegativeDuration = 14 * 3600.0
     period: PositiveDuration = 86400.0
@@ -120,6 +125,12 @@ class CountsArrivals(Strict):
         self._bins = Loaded(
             *read_counts(Path(self.path), self.time_column, self.count_column, self.bin)
         )
+        peak = float(self.bins[1].max())
+        if peak > MAX_RATE_PER_SECOND:
+            raise ValueError(
+                f"{self.path}: the busiest bin is {peak:.3g} events/s with scale {self.scale:g}; "
+                f"at most {MAX_RATE_PER_SECOND:g}/s can be simulated"
+            )
         return self
 
     @property
@@ -195,7 +206,7 @@ class LognormalLatency(Strict):
 class GammaLatency(Strict):
     kind: Literal["gamma"]
     mean: PositiveDuration
-    cv: Annotated[float, Field(gt=0)]
+    cv: Annotated[float, Field(ge=1e-6, le=1e6)]  # beyond, the shape 1/cv² over/underflows
 
 
 class EmpiricalLatency(Strict):
@@ -258,7 +269,7 @@ RetryAfter = Annotated[
 class Capacity(Strict):
     """The endpoint as an M/G/c/K server: `concurrency` in service, `queue` more waiting (FIFO)."""
 
-    concurrency: Annotated[int, Field(ge=1)]
+    concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]
     queue: Annotated[int, Field(ge=0)] = 0
     overload_status: StatusCode = 503
 
