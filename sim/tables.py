@@ -19,6 +19,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
+    with path.open("rb") as raw:
+        if any(b"\0" in block for block in iter(lambda: raw.read(1 << 20), b"")):
+            raise ValueError(f"{path}: contains NUL bytes; not a text CSV")
     try:
         frame = pd.read_csv(path, encoding="utf-8")
     except UnicodeDecodeError:
