@@ -1,7 +1,8 @@
 """Plots and report folders of the analyses: sweeps, rate-limit sizing and sensitivity.
 
 Folders are written under a temporary name and renamed into place, as `sim.report` does, so
-an error never leaves a partial folder behind.
+an error never leaves a partial folder behind. The matplotlib backend is left alone (a notebook
+keeps its inline plots; without a display matplotlib picks a file-only backend itself).
 """
 
 from __future__ import annotations
@@ -16,16 +17,13 @@ from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import yaml
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from sim.sweeps import SweepResult, label  # noqa: E402
+from sim.sweeps import SweepResult, label
 
 if TYPE_CHECKING:
     from sim.sensitivity import SensitivityResult
@@ -161,8 +159,10 @@ def plot_sizing(result: SizingResult) -> Figure:
         ax.axhline(getattr(result.scenario.slo, slo), color="C3", linestyle="--", label=f"{slo}")
         _mark_recommendation(ax, result)
         ax.set(ylabel=metric, title=f"{metric} vs rate limit")
-        if metric == "delivery_delay_s.p99":
-            ax.set_yscale("symlog", linthresh=1.0)
+        means = table[f"{metric}.mean"]
+        if metric == "delivery_delay_s.p99" and (means > 0).all():
+            ax.set_yscale("log", nonpositive="clip")  # delays span decades; a CI below 0 is cut
+            ax.set_ylim(bottom=float(means.min()) / 3)
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
     if result.endpoint_probe is not None:

@@ -128,6 +128,13 @@ def _number(value: Any) -> str:
     return f"{value:,.4g}"
 
 
+def _file_plots() -> None:
+    """Commands only write plot files: no GUI backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 def _percent(value: float) -> str:
     if math.isnan(value):
         return "–"
@@ -156,6 +163,7 @@ def sweep(
     out: Out = None,
 ) -> None:
     """Run a what-if grid (every combination × replications); write CSVs, plots and report.md."""
+    _file_plots()
     from sim.analysis_report import write_sweep_report
     from sim.sweeps import expand_grid
     from sim.sweeps import sweep as run_sweep
@@ -209,6 +217,7 @@ def size(
     out: Out = None,
 ) -> None:
     """Find the smallest invocation rate limit meeting the SLOs (95 % confidence); exit 1 if none."""
+    _file_plots()
     from sim.analysis_report import write_size_report
     from sim.sizing import SLO_METRICS, size_rate_limit
 
@@ -255,6 +264,7 @@ def sensitivity(
     out: Out = None,
 ) -> None:
     """Vary each ASSUMPTION setting over a plausible range; report how much each prediction moves."""
+    _file_plots()
     from sim.analysis_report import write_sensitivity_report
     from sim.sensitivity import sensitivity as run_sensitivity
 
