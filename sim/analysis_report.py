@@ -303,7 +303,7 @@ def _sweep_markdown(result: SweepResult, slo: pd.DataFrame, metrics: list[str], 
         "|" + "---|" * (len(result.parameters) + len(metrics) + 1),
     ]
     for point in range(len(result.points)):
-        values = result.runs_parameters(point)
+        values = result.point_values(point)
         cells = [_fmt(values[p]) for p in result.parameters]
         for metric in metrics:
             row = result.metric(metric).loc[point]

@@ -205,6 +205,7 @@ def size_rate_limit(
     step = nice_step(high - low) if step is None else float(step)
     _check_inputs(base, low, high, step)
     lattice = _Lattice(low, high, step)
+    probe_wall_s = 0.0
     with Executor(workers, dask) as executor:
         search = _SloSearch(base, lattice, executor, progress)
         recommended, binding, monotone = search.run(coarse_points)
@@ -232,7 +233,8 @@ def size_rate_limit(
             probe = _EndpointProbe(base, lattice, executor, overload_tolerance, probe_horizon)
             result.endpoint_limit, result.endpoint_probe = probe.run(coarse_points)
             result.notes += probe.notes
-    result.wall_s = search.wall_s + (0.0 if result.endpoint_probe is None else probe.wall_s)
+            probe_wall_s = probe.wall_s
+    result.wall_s = search.wall_s + probe_wall_s
     return result
 
 

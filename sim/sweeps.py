@@ -83,14 +83,14 @@ class SweepResult:
         for point, scenario in enumerate(self.scenarios):
             runs = self.runs[self.runs["point"] == point]
             checks = slo_verdict(scenario, aggregate(runs[self.metric_names]))
-            row: dict[str, Any] = {"point": point, **self.runs_parameters(point)}
+            row: dict[str, Any] = {"point": point, **self.point_values(point)}
             for check in checks:
                 row[check["slo"]] = check["met"]
             row["all_met"] = all(c["met"] for c in checks) if checks else math.nan
             rows.append(row)
         return pd.DataFrame(rows).set_index("point")
 
-    def runs_parameters(self, point: int) -> dict[str, Any]:
+    def point_values(self, point: int) -> dict[str, Any]:
         """The parameter values (as resolved in the scenario) of one grid point."""
         first = self.runs[self.runs["point"] == point].iloc[0]
         return {name: first[name] for name in self.parameters}

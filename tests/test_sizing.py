@@ -84,14 +84,14 @@ def test_not_monotone_when_higher_rates_overload_the_endpoint():
     """Without retries an overload answer is dead-lettered: too low a rate fails the delay SLO,
     too high a rate lets Poisson clumps through and overloads the endpoint (DLQ SLO)."""
     s = capacity_scenario(
-        horizon=600, destination={"invocation_rate_limit_per_second": 30, "burst_capacity": 1},
-        endpoint={"latency": {"kind": "constant", "value": 0.1}, "capacity": {"concurrency": 10}},
+        horizon=300, destination={"invocation_rate_limit_per_second": 30, "burst_capacity": 1},
+        endpoint={"latency": {"kind": "constant", "value": 0.1}, "capacity": {"concurrency": 8}},
         retry_policy={"maximum_retry_attempts": 0}, dead_letter_queue=True,
         slo={"max_p99_delivery_delay": 1, "max_dlq_fraction": 0},
     )
     result = size_rate_limit(s, min_rate=20, max_rate=200, step=10, workers=2)
     table = result.evaluations.set_index("rate")
-    assert result.met and 30 <= result.recommended <= 100
+    assert result.met and 30 <= result.recommended <= 80  # the endpoint serves 80/s
     assert not table.loc[200, "all_met"] and not table.loc[200, "max_dlq_fraction.met"]
     assert table.loc[200, "max_p99_delivery_delay.met"]
     assert not result.monotone and any("not monotone" in note for note in result.notes)

@@ -183,7 +183,7 @@ def sweep(
         table.add_column(name, justify="right")
     slo = result.slo()
     for point in range(n_points):
-        values = result.runs_parameters(point)
+        values = result.point_values(point)
         cells = [_number(values[p]) for p in result.parameters]
         cells += [_number(result.metric(m).loc[point, "mean"]) for m in shown]
         met = slo.loc[point, "all_met"]
