@@ -52,6 +52,10 @@ __all__ = [
 ]
 
 _ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+MAX_DEPTH = 100
+"""Deepest nesting of lists and mappings a config may have."""
+MAX_VALUES = 1_000_000
+"""Most values a config may hold, counting a YAML alias each time it is used."""
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -70,6 +74,8 @@ def load_config(path: str | Path) -> CoreConfig:
         except json.JSONDecodeError as err:
             problem = f"invalid JSON: line {err.lineno}, column {err.colno}: {err.msg}"
             raise InputError(str(path), None, problem) from None
+        except RecursionError:
+            raise InputError(str(path), None, "invalid JSON: nested too deeply") from None
     else:
         data = read_yaml(path)
     return build_config(data, source=str(path))
@@ -79,6 +85,7 @@ def build_config(data: Any, *, source: str, environ: Mapping[str, str] | None = 
     """Validate plain data into a CoreConfig, or raise one InputError naming source and key."""
     if not isinstance(data, dict):
         raise InputError(source, None, "a core config must be a mapping of keys")
+    _check_size(data, source)
     secrets: set[str] = set()
     data = _substitute(data, os.environ if environ is None else environ, source, (), secrets)
     secrets.update(_raw_secrets(data))
@@ -94,6 +101,23 @@ def build_config(data: Any, *, source: str, environ: Mapping[str, str] | None = 
     config._secrets = frozenset(s for s in secrets if s)
     _check_references(config, source)
     return config
+
+
+def _check_size(data: Any, source: str) -> None:
+    """Refuse documents too deep or too big to walk (deep nesting, YAML alias bombs)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            problem = f"more than {MAX_VALUES:,} values (YAML aliases count at each use)"
+            raise InputError(source, None, problem)
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise InputError(source, None, f"nested more than {MAX_DEPTH} levels deep")
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
 
 
 def _substitute(
