@@ -53,9 +53,12 @@ _DEFAULT_DESTINATION = Destination()
 
 
 class Aws(BaseModel):
-    """Base for every config section: unknown keys are errors and instances are immutable."""
+    """Base for every config section: unknown keys are errors, numbers are finite, instances
+    are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, allow_inf_nan=False
+    )
 
 
 # --- connections ------------------------------------------------------------------------------

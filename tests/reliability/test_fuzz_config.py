@@ -305,6 +305,15 @@ DOCUMENTS = {
         }
     ),
     "nan.json": json.dumps({**BASE, "sim": {"timeout": float("nan")}}),
+    "infinite-rate.yaml": yaml.safe_dump(
+        {
+            **BASE,
+            "ApiDestinations": [
+                BASE["ApiDestinations"][0],
+                {**BASE["ApiDestinations"][1], "InvocationRateLimitPerSecond": float("inf")},
+            ],
+        }
+    ),
     "not-a-mapping.yaml": "- a\n- b\n",
     "latin-1.yaml": "Extra: caf\xe9\n",
 }
