@@ -99,7 +99,10 @@ def build_config(data: Any, *, source: str, environ: Mapping[str, str] | None = 
         raise InputError(first.source, first.key, redact(problem, secrets)) from None
     secrets.update(_config_secrets(config))
     config._secrets = frozenset(s for s in secrets if s)
-    _check_references(config, source)
+    try:
+        _check_references(config, source)
+    except InputError as err:  # a reference or URL may hold a secret: never echo it
+        raise InputError(err.source, err.key, config.redact(err.problem)) from None
     return config
 
 

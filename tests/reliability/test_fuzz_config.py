@@ -336,3 +336,32 @@ def test_deep_json_through_a_real_subprocess(tmp_path: Path) -> None:
     assert code == 2 and out == ""
     assert_one_error_line(err, str(path))
     assert not (tmp_path / "db").exists()
+
+
+def test_an_endpoint_error_through_a_real_subprocess_never_shows_the_secret(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    endpoint = "https://partner.example.com:${env:SIM_FUZZ_SECRET}/x"
+    data["ApiDestinations"][0]["InvocationEndpoint"] = endpoint
+    path = tmp_path / "core.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    code, out, err = run_sim("core", "run", str(path), "--db", str(tmp_path / "db"), env=ENVIRON)
+    assert code == 2 and out == ""
+    assert_one_error_line(err, str(path), "ApiDestinations.0.InvocationEndpoint")
+    assert PLANTED not in err and not (tmp_path / "db").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("ApiDestinations.0.ConnectionArn", "${env:SIM_FUZZ_SECRET}"),
+        ("Rules.0.Targets.0.Arn", "${env:SIM_FUZZ_SECRET}"),
+        ("Connections.2.AuthParameters.OAuthParameters.AuthorizationEndpoint",
+         "https://auth.example.com:${env:SIM_FUZZ_SECRET}/"),
+    ],
+)  # fmt: skip
+def test_reference_errors_never_show_a_secret(key: str, value: str) -> None:
+    data = copy.deepcopy(BASE)
+    set_path(data, key, value)
+    with pytest.raises(InputError) as caught:
+        build_config(data, source="core.yaml", environ=ENVIRON)
+    assert caught.value.key == key and PLANTED not in caught.value.line()
