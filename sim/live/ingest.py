@@ -47,6 +47,28 @@ class Envelope:
     region: str = "us-east-1"
 
 
+def loads(text: str | bytes) -> Any:
+    """Parse standard JSON: NaN and Infinity are refused, too deep a nesting is a ValueError."""
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def check_sendable(event: Mapping[str, Any]) -> None:
+    """An event the core can store and send: valid Unicode, at most 256 KiB as JSON."""
+    try:
+        size = len(json.dumps(event, ensure_ascii=False).encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("the event holds text that is not valid Unicode") from None
+    if size > MAX_ENTRY_BYTES:
+        raise ValueError("the event is larger than 256 KB")
+
+
 def bus_name(value: Any) -> str:
     """An event bus name from a name or an ARN (`...:event-bus/NAME`); default `default`."""
     if not value:
@@ -66,7 +88,7 @@ def event_from_entry(entry: Mapping[str, Any], envelope: Envelope) -> tuple[str,
             raise EntryError("InvalidArgument", f"Parameter {key} is not valid.")
     detail_text = entry.get("Detail")
     try:
-        detail = json.loads(detail_text) if isinstance(detail_text, str) else None
+        detail = loads(detail_text) if isinstance(detail_text, str) else None
     except ValueError:
         detail = None
     if not isinstance(detail, dict):
@@ -87,13 +109,20 @@ def event_from_entry(entry: Mapping[str, Any], envelope: Envelope) -> tuple[str,
         "resources": resources,
         "detail": detail,
     }
+    try:
+        check_sendable(event)
+    except ValueError as err:
+        raise EntryError("InvalidArgument", f"{err}.") from None
     return bus_name(entry.get("EventBusName")), event
 
 
 def _entry_time(value: Any) -> str:
     """An entry's `Time` (epoch seconds, as SDKs send it, or ISO 8601), else now."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return _utc(datetime.fromtimestamp(value, UTC))
+        try:
+            return _utc(datetime.fromtimestamp(value, UTC))
+        except (OverflowError, OSError, ValueError):
+            raise EntryError("InvalidArgument", "Parameter Time is not valid.") from None
     if isinstance(value, str) and value:
         try:
             return _utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
@@ -126,6 +155,7 @@ def event_from_line(data: Any, envelope: Envelope) -> tuple[str, dict[str, Any]]
         "detail": {},
     }
     event.update(data)
+    check_sendable(event)
     return "default", event
 
 
@@ -134,7 +164,7 @@ def parse_line(text: str, source: str, number: int, envelope: Envelope) -> tuple
     if not text.strip():
         return None
     try:
-        return event_from_line(json.loads(text), envelope)
+        return event_from_line(loads(text), envelope)
     except ValueError as err:
         problem = f"invalid JSON: {err}" if isinstance(err, json.JSONDecodeError) else str(err)
         raise InputError(source, f"line {number}", problem) from None
@@ -217,7 +247,7 @@ def put_events_app(core: DeliveryCore, envelope: Envelope) -> web.Application:
                 400, "UnknownOperationException", f"Operation {target!r} is not supported"
             )
         try:
-            body = json.loads(await request.read())
+            body = loads(await request.read())
         except ValueError:
             return _error(400, "SerializationException", "The request body is not valid JSON")
         entries = body.get("Entries") if isinstance(body, dict) else None
