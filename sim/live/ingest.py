@@ -204,25 +204,51 @@ async def stream_events(
 async def submit_all(
     core: DeliveryCore, events: AsyncIterator[tuple[str, dict[str, Any]]] | list[Any]
 ) -> int:
-    """Submit events in order, batched per bus; returns how many were accepted."""
+    """Submit events in order, batched per bus; returns how many were accepted.
+
+    A batch is what has arrived so far (at most `BATCH_LINES`, all on one bus), so events
+    from a slow stream are accepted as they come instead of waiting for a batch to fill. An
+    error from the source (a bad line) is raised after the events before it are submitted.
+    """
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=4 * BATCH_LINES)
+    reader = asyncio.create_task(_read_into(events, queue))
     count = 0
-    batch: list[dict[str, Any]] = []
-    batch_bus = "default"
-
-    async def flush() -> None:
-        nonlocal count, batch
-        if batch:
-            await core.submit(batch, bus=batch_bus)
+    held: Any = None
+    try:
+        while True:
+            item = held if held is not None else await queue.get()
+            held = None
+            if item is _END:
+                return count
+            if isinstance(item, BaseException):
+                raise item
+            bus, event = item
+            batch = [event]
+            while len(batch) < BATCH_LINES and not queue.empty():
+                following = queue.get_nowait()
+                if following is _END or isinstance(following, BaseException) or following[0] != bus:
+                    held = following
+                    break
+                batch.append(following[1])
+            await core.submit(batch, bus=bus)
             count += len(batch)
-            batch = []
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
 
-    async for bus, event in _aiter(events):
-        if bus != batch_bus or len(batch) >= BATCH_LINES:
-            await flush()
-            batch_bus = bus
-        batch.append(event)
-    await flush()
-    return count
+
+_END = object()
+
+
+async def _read_into(events: Any, queue: asyncio.Queue[Any]) -> None:
+    """Move events from the source to the queue, then the end marker or the source's error."""
+    try:
+        async for item in _aiter(events):
+            await queue.put(item)
+    except Exception as err:  # e.g. InputError for a bad line: raised by submit_all, in order
+        await queue.put(err)
+        return
+    await queue.put(_END)
 
 
 async def _aiter(items: Any) -> AsyncIterator[Any]:
