@@ -4,8 +4,9 @@ No I/O here. `build_request` merges a target's HttpParameters with its connectio
 InvocationHttpParameters (the connection's values win), fills the endpoint's `*` path
 wildcards, resolves JSON-path values from the original event, drops the headers S10 removes
 and adds the fixed ones. `with_auth` adds the connection's authorization headers at send
-time. A value taken from the event that would put CR/LF into a header raises
-`InvalidParameter` — the event is dead-lettered with `INVALID_PARAMETER`, never sent.
+time. A value taken from the event that would put CR/LF or another control character into a
+header or a path, or make a path segment `.` or `..`, raises `InvalidParameter` — the event is
+dead-lettered with `INVALID_PARAMETER`, never sent.
 """
 
 from __future__ import annotations
@@ -124,6 +125,11 @@ def _url(
         text = parameter_value(value, event)
         if text is None:
             raise InvalidParameter(f"path parameter {value} matched nothing in the event")
+        if is_json_path(value) and (has_control_characters(text) or text in (".", "..")):
+            raise InvalidParameter(
+                f"path parameter {value}: the value from the event contains control "
+                "characters or is a dot segment"
+            )
         path = path.replace("*", quote(text, safe=""), 1)
     query: dict[str, str] = {}
     for name, value in target.QueryStringParameters.items():
