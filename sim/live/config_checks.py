@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from urllib.parse import urlsplit
 
 ALLOWED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 REFUSED_METHODS = ("CONNECT", "TRACE")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 field-name token
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CTLs except horizontal tab
+_LEGACY_IPV4 = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}$")
 PRIVATE_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
 
@@ -48,12 +50,14 @@ def check_header_value(value: str) -> str:
 
 
 def is_private_address(address: str) -> bool:
-    """True for loopback, private, link-local, reserved, multicast and unspecified IPs."""
+    """True for loopback, private, shared (100.64/10), link-local, reserved, multicast and
+    unspecified IPs."""
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return bool(
         ip.is_private
+        or not ip.is_global
         or ip.is_loopback
         or ip.is_link_local
         or ip.is_reserved
@@ -68,7 +72,13 @@ def is_private_host(host: str) -> bool:
     try:
         return is_private_address(host)
     except ValueError:
-        return host in PRIVATE_NAMES or host.endswith((".localhost", ".local", ".internal"))
+        pass
+    if _LEGACY_IPV4.match(host):  # 2130706433, 127.1, 0x7f.0.0.1, 0177.0.0.1: resolvers accept them
+        try:
+            return is_private_address(socket.inet_ntoa(socket.inet_aton(host)))
+        except OSError:
+            return True  # numeric but not an address: nothing public looks like this
+    return host in PRIVATE_NAMES or host.endswith((".localhost", ".local", ".internal"))
 
 
 def check_endpoint(url: str, allow_private: bool, *, wildcards: bool) -> str | None:

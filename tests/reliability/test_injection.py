@@ -162,6 +162,7 @@ PRIVATE_ENDPOINTS = [
     "https://172.16.0.1/",
     "https://192.168.1.1/",
     "https://169.254.169.254/latest/meta-data/",  # cloud metadata, link-local
+    "https://100.64.0.1/",  # shared address space (carrier-grade NAT)
     "https://0.0.0.0/",
     "https://[::1]/",
     "https://[fe80::1]/",
@@ -174,6 +175,11 @@ PRIVATE_ENDPOINTS = [
     "https://api.localhost/",
     "https://printer.local/",
     "https://metadata.google.internal/",
+    "https://2130706433/",  # 127.0.0.1 as one decimal number
+    "https://127.1/",  # short dotted form
+    "https://0x7f.0.0.1/",  # hexadecimal
+    "https://0177.0.0.1/",  # octal
+    "https://0/",
 ]
 
 
