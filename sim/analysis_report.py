@@ -66,8 +66,14 @@ def _positions(values: pd.Series) -> tuple[np.ndarray, list[Any] | None]:
     return np.array([categories.index(v) for v in values], dtype=float), categories
 
 
+def _short_key(key: str) -> str:
+    """A key path without its section (`destination.`, `endpoint.`, ...) for legends."""
+    section, _, rest = key.partition(".")
+    return rest if rest and section in ("destination", "endpoint", "retry_policy", "slo") else key
+
+
 def _legend(row: pd.Series, names: Sequence[str]) -> str:
-    return ", ".join(f"{name.split('.')[-1]}={row[name]}" for name in names)
+    return ", ".join(f"{_short_key(name)}={_fmt(row[name])}" for name in names)
 
 
 def plot_sweep_metric(
@@ -99,7 +105,7 @@ def plot_sweep_metric(
         ax.set_xticks(range(len(categories)), [_fmt(c) for c in categories], rotation=15)
     if others:
         ax.legend(fontsize="small")
-    title = metric + (f" ({_legend(pd.Series(where), list(where))})" if where else "")
+    title = metric + (f" ({_legend(pd.Series(where, dtype=object), list(where))})" if where else "")
     ax.set(xlabel=x or "", ylabel=metric, title=title)
     ax.grid(alpha=0.3)
     return ax
@@ -133,7 +139,8 @@ def plot_sweep_heatmap(
         ax.text(j, i, _fmt(value), ha="center", va="center", fontsize="small",
                 color="k" if shade > 0.6 else "w")
     ax.figure.colorbar(image, ax=ax, label=metric)
-    ax.set(xlabel=x, ylabel=y, title=f"{metric} (mean)")
+    fixed = f", {_legend(pd.Series(where, dtype=object), list(where))}" if where else ""
+    ax.set(xlabel=x, ylabel=y, title=f"{metric} (mean{fixed})")
     return ax
 
 
