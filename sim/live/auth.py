@@ -14,6 +14,7 @@ import asyncio
 import base64
 import json
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
@@ -24,6 +25,9 @@ from sim.live.transport import Response
 AUTHORIZED = "AUTHORIZED"
 DEAUTHORIZED = "DEAUTHORIZED"
 REFRESH_MARGIN_S = 60.0
+RECENT_TOKENS = 16
+"""Tokens an OAuth connection keeps scrubbing from messages after dropping them (a 401
+answer may echo the token that was just rejected)."""
 UNAUTHORIZED_STATUSES = (401, 407)
 
 Send = Callable[[HttpRequest], Awaitable[Response]]
@@ -118,6 +122,7 @@ class OAuthClientCredentials(ConnectionAuth):
         self._send = send
         self._clock = clock
         self._token: str | None = None
+        self._recent_tokens: deque[str] = deque(maxlen=RECENT_TOKENS)  # still scrubbed when dropped
         self._expires_at = math.inf
         self._lock = asyncio.Lock()
         self.fetches = 0
@@ -132,7 +137,7 @@ class OAuthClientCredentials(ConnectionAuth):
     def secrets(self) -> set[str]:
         client = self._params.ClientParameters
         basic = basic_credentials(client.ClientID, client.ClientSecret.get_secret_value())
-        return {basic, basic.removeprefix("Basic ")} | ({self._token} if self._token else set())
+        return {basic, basic.removeprefix("Basic ")} | set(self._recent_tokens)
 
     def rejected(self, status: int, used: Mapping[str, str]) -> None:
         """Drop the cached token if the rejected request used it; the next request refreshes."""
@@ -149,6 +154,8 @@ class OAuthClientCredentials(ConnectionAuth):
             self.deauthorize(f"the OAuth token request failed ({problem})")
             self._check()
         self._token = token
+        if token is not None:
+            self._recent_tokens.append(token)
         self._expires_at = self._clock() + expires_in if expires_in is not None else math.inf
 
     def token_request(self) -> HttpRequest:

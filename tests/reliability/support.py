@@ -14,13 +14,15 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "RawServer"], Awaitable[None]]
 
 
@@ -240,3 +242,24 @@ def write_yaml(path: Path, data: Any) -> Path:
 def event(n: int, **detail: Any) -> dict[str, Any]:
     """A test event matching `core_config_data`'s rule."""
     return {"source": "test", "detail-type": "t", "detail": {"n": n, **detail}}
+
+
+class LoopThread:
+    """An asyncio event loop running in a daemon thread, for servers the test process hosts
+    while it drives subprocesses; `run(coro)` executes a coroutine there and returns its result."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> LoopThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    def run(self, coro: Awaitable[T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
