@@ -203,6 +203,8 @@ def size_rate_limit(
     low = default_low if min_rate is None else float(min_rate)
     high = default_high if max_rate is None else float(max_rate)
     step = nice_step(high - low) if step is None else float(step)
+    if min_rate is None:  # a default lattice of round numbers: multiples of the step
+        low = max(step, math.floor(low / step) * step)
     _check_inputs(base, low, high, step)
     lattice = _Lattice(low, high, step)
     probe_wall_s = 0.0
