@@ -81,14 +81,19 @@ def test_identical_numbers_whatever_workers_and_batches(local):
         pd.testing.assert_frame_equal(other.runs, local.runs, check_exact=True)
 
 
-def test_identical_numbers_on_a_dask_local_cluster(local):
+def test_identical_numbers_on_a_dask_cluster_by_address(local):
+    """As `--dask tcp://host:8786` does: connect to a running scheduler by its address."""
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        on_dask = sweep(base(), GRID, dask=client, batch_size=2)
-        assert "Dask" in on_dask.backend
-        assert len(client.scheduler_info()["workers"]) == 2
+                                  dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        on_dask = sweep(base(), GRID, dask=cluster.scheduler_address, batch_size=2)
+        assert on_dask.backend.startswith(f"Dask cluster at {cluster.scheduler_address} (2 workers)")
+        with distributed.Client(cluster) as client:  # a Client is used as given
+            again = sweep(base(), {RATE: [25]}, dask=client, batch_size=3)
     pd.testing.assert_frame_equal(on_dask.runs, local.runs, check_exact=True)
+    first = local.runs[local.runs["point"] == 0].drop(columns=MIX)  # rate 25, all 200 = the base mix
+    pd.testing.assert_frame_equal(again.runs, first, check_exact=True)
 
 
 def test_dask_local_starts_and_stops_its_own_cluster():
