@@ -16,8 +16,8 @@ only the simulation strategy differs:
 
 Every waiting event is a live SimPy process with a pending timeout, so memory grows with the
 backlog and time with events, processes and heap operations: the cost the fast model avoids.
-Draws are consumed in dispatch order, one per stream per attempt, exactly as the fast model
-consumes them, so on the same seed both give the same attempt log (up to exact-time ties).
+Draws are taken exactly as the fast model takes them (see `Draws`), so on the same seed both
+give the same attempt log (up to exact-time ties).
 Not modelled: `throttle_order: lifo` and incidents that change the endpoint's capacity.
 """
 
@@ -30,12 +30,11 @@ from typing import Any
 import numpy as np
 import simpy
 
-from sim import policy
+from sim import policy, rng
 from sim.arrivals import arrival_windows
 from sim.des.engine import Sink
 from sim.endpoint_model import EndpointModel
 from sim.records import COLUMNS
-from sim.rng import Uniforms, generator
 from sim.scenario import Scenario
 
 FLUSH_ROWS = 1 << 14
@@ -92,6 +91,35 @@ class Endpoint:
         return event
 
 
+class Draws:
+    """The four uniforms of one attempt, taken exactly as the fast model takes them.
+
+    With counter-based streams (`sim.rng.KeyedUniforms`), a draw is a function of (event,
+    attempt); with sequential streams (`sim.rng.Uniforms`), draws are taken one per attempt in
+    dispatch order — the order in which this baseline reaches its dispatches.
+    """
+
+    STREAMS = ("status", "hang", "latency", "backoff")
+
+    def __init__(self, seed: int, replication: int) -> None:
+        keyed = getattr(rng, "KeyedUniforms", None)
+        self.keyed = [keyed(seed, replication, s) for s in self.STREAMS] if keyed else None
+        self.sequential = (
+            []
+            if keyed
+            else [rng.Uniforms(rng.generator(seed, replication, s)) for s in self.STREAMS]
+        )
+
+    def attempt(self, event_id: int, attempt: int) -> tuple[float, float, float, float]:
+        """(status, hang, latency, backoff) uniforms of this attempt."""
+        if self.keyed is not None:
+            e, a = np.array([event_id]), np.array([attempt])
+            u = [float(stream.at(e, a)[0]) for stream in self.keyed]
+        else:
+            u = [float(stream.take(1)[0]) for stream in self.sequential]
+        return u[0], u[1], u[2], u[3]
+
+
 class BaselineModel:
     """One replication: a SimPy environment holding one process per event."""
 
@@ -111,10 +139,7 @@ class BaselineModel:
         self.retry = scenario.retry_policy
         self.table = policy.outcome_table(self.retry.retry_statuses)
         self.endpoint = Endpoint(self.env, scenario)
-        self.draws = {
-            name: Uniforms(generator(scenario.seed, replication, name))
-            for name in ("status", "hang", "latency", "backoff")
-        }
+        self.draws = Draws(scenario.seed, replication)
         self.rows: list[Row] = []
 
     def run(self) -> None:
@@ -125,9 +150,9 @@ class BaselineModel:
 
     def source(self) -> Generator[simpy.Event, Any, None]:
         """Sleep until each arrival and start its event process."""
-        rng = generator(self.scenario.seed, self.replication, "arrivals")
+        arrivals = rng.generator(self.scenario.seed, self.replication, "arrivals")
         event_id = 0
-        for _, _, times in arrival_windows(self.scenario.arrivals, rng, self.horizon):
+        for _, _, times in arrival_windows(self.scenario.arrivals, arrivals, self.horizon):
             self.sink.arrivals(self.replication, times)
             for arrival_at in times.tolist():
                 yield self.env.timeout(arrival_at - self.env.now)
@@ -151,8 +176,7 @@ class BaselineModel:
                 return
             self.full_at = full_after  # take the token
             yield env.timeout(dispatch_at - env.now)
-            # one draw per stream per attempt, in dispatch order, as the fast model draws them
-            u_status, u_hang, u_latency, u_backoff = (s.take(1)[0] for s in self.draws.values())
+            u_status, u_hang, u_latency, u_backoff = self.draws.attempt(event_id, retries_done + 1)
             status, complete_at = yield from self.attempt(u_status, u_hang, u_latency)
             kind = policy.classify(status, self.table)
             retry_after = float(

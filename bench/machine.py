@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from importlib.metadata import version
+from pathlib import Path
 
 
 def cpu_model() -> str:
@@ -27,6 +29,21 @@ def load_average() -> str:
         return "n/a"
 
 
+def code_version() -> str:
+    """The commit measured, flagging uncommitted changes under sim/ (they change the figures)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "sim"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted changes in sim/' if dirty else ''}"
+
+
 def machine_info() -> dict[str, str]:
     """What a figure depends on besides the code."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -46,6 +63,7 @@ def machine_info() -> dict[str, str]:
         "simpy": version("simpy"),
         "aiohttp": version("aiohttp"),
         "load average at start": load_average(),
+        "code": code_version(),
     }
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from scipy import stats
 
 from bench.isolated import run_isolated
 from bench.report import Figure, Section, spread, table
@@ -134,6 +135,9 @@ def scaling_section(rows: list[dict[str, Any]]) -> Section:
     png = plot_scaling(rows)
     per_attempt = [r["cpu_us_per_attempt"] for r in rows if r["attempts"] >= 1e6]
     backlogs = [r["backlog_peak"] for r in rows]
+    rho = float(
+        stats.spearmanr(backlogs, [r["cpu_us_per_attempt"] for r in rows]).statistic  # type: ignore[attr-defined]
+    )
     section = Section(
         "scaling",
         "Model, scaling law",
@@ -147,7 +151,13 @@ def scaling_section(rows: list[dict[str, Any]]) -> Section:
             f"{min(backlogs):,}–{max(backlogs):,}",
             "cost grows with attempts, not backlog",
             None,
-        )
+        ),
+        Figure(
+            "rank correlation of CPU per attempt with the backlog peak (Spearman ρ, all runs)",
+            f"{rho:+.2f}",
+            "≤ 0: per-attempt cost does not grow with the backlog",
+            rho <= 0,
+        ),
     ]
     section.tables.append(
         table(

@@ -220,13 +220,13 @@ def _block_stats(job: dict[str, Any]) -> dict[str, Any]:
     commit = engine.Model._commit
     last = [time.perf_counter()]
 
-    def logged(self: engine.Model, block: Any, live: Any, outcome: Any, k: int) -> None:
-        commit(self, block, live, outcome, k)
+    def logged(self: engine.Model, block: Any, *rest: Any) -> None:
+        commit(self, block, *rest)  # (block, ..., k): the kept prefix length comes last
         now = time.perf_counter()
-        log.append((self.env.now, int(block.items.size), k, now - last[0]))
+        log.append((self.env.now, int(block.items.size), int(rest[-1]), now - last[0]))
         last[0] = now
 
-    engine.Model._commit = logged  # type: ignore[method-assign]
+    engine.Model._commit = logged  # type: ignore[method-assign,assignment]
     scenario = load_scenario(job["scenario"], job.get("overrides", {}))
     engine.simulate_replication(scenario, 0, Accumulator(scenario, 0))
     groups: dict[str, list[tuple[float, int, int, float]]] = {}

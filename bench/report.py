@@ -65,7 +65,7 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def verdict(met: bool | None) -> str:
-    return {True: "met", False: "NOT met", None: ""}[met]
+    return {True: "met", False: "NOT met", None: "see table"}[met]
 
 
 def print_section(section: Section) -> None:
@@ -122,14 +122,14 @@ def render(sections: dict[str, Any]) -> str:
         s = sections[key]
         for f in s["figures"]:
             out.append(
-                f"| {s['title']} | {f['name']} | {f['value']} | {f['target']} | {verdict(f['met'])} |"
+                f"| {s['title']} | {f['name']} | {f['value']} | {f['target']} | {verdict(f['met']) if f['target'] else ''} |"
             )
     for key in keys:
         s = sections[key]
         out += ["", f"## {s['title']}", "", f"`{s['command']}` — {s['ran_at']}", ""]
         out.append(
             f"Machine: {machine_line(s['machine'])}; load average at start "
-            f"{s['machine']['load average at start']}."
+            f"{s['machine']['load average at start']}; code {s['machine'].get('code', 'unknown')}."
         )
         out.append("")
         for f in s["figures"]:
