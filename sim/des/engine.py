@@ -17,6 +17,7 @@ in simulated time until the block's last dispatch. Every attempt is emitted as a
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -26,15 +27,32 @@ from sim import policy
 from sim.arrivals import arrival_windows
 from sim.capacity import ServerQueue
 from sim.des.queues import ITEM, ArrivalBuffer, FifoQueue, RetryPool
-from sim.des.selection import FINISHED, Block, FifoSelector, LifoSelector
+from sim.des.selection import FINISHED, Block, FifoSelector, LifoSelector, identity
 from sim.des.server import respond
 from sim.endpoint_model import EndpointModel
 from sim.records import COLUMNS, Chunk
-from sim.rng import Uniforms, generator
+from sim.rng import KeyedUniforms, generator
 from sim.scenario import Scenario
 
 MIN_BLOCK, MAX_BLOCK = 64, 1 << 16
+MAX_ROUNDS = 8
+"""Reschedulings of a FIFO block with the retries born inside it before settling for a prefix."""
 FLUSH_ROWS = 1 << 16
+
+
+@dataclass
+class Decided:
+    """A block's attempts, decided: which items were sent, their record rows, their retries."""
+
+    live: np.ndarray  # block positions of the items sent (not aged out)
+    keys: np.ndarray  # identity of each sent item
+    rows: dict[str, np.ndarray]  # record columns and draws, one entry per sent item
+    children: np.ndarray  # ITEM records of the retries they produced
+    parents: np.ndarray  # block position of each child's attempt
+
+
+def _as_set(items: np.ndarray) -> set[int]:
+    return set(identity(items).tolist())
 
 
 class Sink(Protocol):
@@ -75,9 +93,10 @@ class Model:
         selector = LifoSelector if destination.throttle_order == "lifo" else FifoSelector
         self.selector = selector(self.queue, self.rate, self.capacity, self.policy, self.horizon)
         self.draws = {
-            name: Uniforms(generator(scenario.seed, replication, name))
+            name: KeyedUniforms(scenario.seed, replication, name)
             for name in ("status", "hang", "latency", "backoff")
         }
+        self._server_after: ServerQueue | None = None
         self.known_until = 0.0  # arrivals before this instant have been released
         self.source_done = False
         self.wakeup: simpy.Event | None = None
@@ -149,31 +168,71 @@ class Model:
         if block == FINISHED:
             return np.inf
         assert isinstance(block, Block)
-        size = block.items.size
-        live = np.flatnonzero(~block.expired)
-        outcome = self._attempt(block.items[live], block.dispatch_at[live])
-        next_ready = np.full(size, np.inf)
-        next_ready[live] = np.nan_to_num(outcome["next_ready_at"], nan=np.inf)
-        k = block.first_overtaken(next_ready)
-        self._commit(block, live, outcome, k)
-        self._resize_block(cut=k < size)
+        decided = self._decide(block, None)
+        for _ in range(MAX_ROUNDS if self.selector.absorbs else 1):
+            inside = block.born_inside(decided.children) if self.selector.absorbs else None
+            if inside is None or block.holds(inside):
+                break
+            rescheduled = self.selector.reschedule(block, inside, self.full_at)  # type: ignore[attr-defined]
+            if rescheduled == FINISHED:
+                break
+            block, decided = rescheduled, self._decide(rescheduled, decided)  # type: ignore[assignment]
+        k = block.settled(decided.children, decided.parents)
+        self._commit(block, decided, k)
+        self._resize_block(cut=k < block.items.size)
         deadline = block.items["arrival_at"][:k] + self.policy.maximum_event_age
         reached = np.where(block.expired[:k], deadline, block.dispatch_at[:k])
         return float(reached.max())
 
+    def _decide(self, block: Block, previous: Decided | None) -> Decided:
+        """Outcomes of the block's attempts; those unchanged since `previous` are reused."""
+        live = np.flatnonzero(~block.expired)
+        items, dispatch_at = block.items[live], block.dispatch_at[live]
+        keys = identity(items)
+        fresh = np.ones(live.size, dtype=bool)
+        if previous is not None and self.server is None and previous.keys.size:
+            order = np.argsort(previous.keys)
+            at = np.minimum(np.searchsorted(previous.keys, keys, sorter=order), order.size - 1)
+            match = order[at]
+            fresh = (previous.keys[match] != keys) | (
+                previous.rows["dispatch_at"][match] != dispatch_at
+            )
+        rows = self._attempt(items[fresh], dispatch_at[fresh])
+        if not fresh.all():
+            assert previous is not None
+            reused = {name: column[match[~fresh]] for name, column in previous.rows.items()}
+            merged = {}
+            for name, column in rows.items():
+                full = np.empty(live.size, dtype=column.dtype)
+                full[fresh], full[~fresh] = column, reused[name]
+                merged[name] = full
+            rows = merged
+        waiting = rows["final"] == policy.NO_FINAL
+        children = np.zeros(int(waiting.sum()), dtype=ITEM)
+        children["ready_at"] = rows["next_ready_at"][waiting]
+        children["arrival_at"] = items["arrival_at"][waiting]
+        children["event_id"] = items["event_id"][waiting]
+        children["retries_done"] = items["retries_done"][waiting] + 1
+        children["previous_backoff_s"] = rows["backoff_s"][waiting]
+        return Decided(live, keys, rows, children, live[waiting])
+
     def _attempt(self, items: np.ndarray, dispatch_at: np.ndarray) -> dict[str, np.ndarray]:
-        """Send attempts to the endpoint and decide each (S4–S9), drawing without consuming."""
-        m = dispatch_at.size
-        draws = {name: stream.peek(m) for name, stream in self.draws.items()}
+        """Send attempts to the endpoint and decide each (S4–S9).
+
+        Draws are keyed to (event, attempt), so an attempt's dice do not depend on the block.
+        With a capacity-limited endpoint the queue state is advanced on a copy (kept in
+        `self._server_after`), since a block may be decided more than once.
+        """
+        event_id, attempt = items["event_id"], items["retries_done"] + 1
+        u = {name: stream.at(event_id, attempt) for name, stream in self.draws.items()}
         status, service, hang = self.endpoint.draw(
-            dispatch_at, draws["status"], draws["hang"], draws["latency"]
+            dispatch_at, u["status"], u["hang"], u["latency"]
         )
-        drawn = {"_status_drawn": status, "_service": service, "_hang_drawn": hang}
-        server = None
+        drawn = {"status_drawn": status, "service_s": service, "hang_drawn": hang}
         if self.server is not None:
-            server = self.server.copy()
+            self._server_after = self.server.copy()
             status, response, hang = respond(
-                server, self.endpoint, dispatch_at, status, service, hang, self.timeout
+                self._server_after, self.endpoint, dispatch_at, status, service, hang, self.timeout
             )
         else:
             response = np.where(hang, self.timeout, service)
@@ -184,7 +243,7 @@ class Model:
         retry_after = self.endpoint.retry_after_s(status, dispatch_at)
         retries_done = items["retries_done"]
         backoff = policy.backoff_delay(
-            retries_done + 1, draws["backoff"], self.policy.backoff, items["previous_backoff_s"]
+            retries_done + 1, u["backoff"], self.policy.backoff, items["previous_backoff_s"]
         )
         decision = policy.decide(
             kind,
@@ -200,59 +259,50 @@ class Model:
             "dispatch_at": dispatch_at,
             "complete_at": complete_at,
             "status": status,
-            "outcome": np.asarray(kind),
+            "outcome": np.asarray(kind, dtype=np.int8),
             "retry_after_s": retry_after,
-            "next_ready_at": np.asarray(decision.next_ready_at),
-            "final": np.asarray(decision.final),
-            "final_reason": np.asarray(decision.reason),
-            "backoff_s": np.asarray(backoff),
-            "_server": server,  # type: ignore[dict-item]
+            "next_ready_at": np.asarray(decision.next_ready_at, dtype=float),
+            "final": np.asarray(decision.final, dtype=np.int8),
+            "final_reason": np.asarray(decision.reason, dtype=np.int8),
+            "backoff_s": np.asarray(backoff, dtype=float),
             **drawn,
         }
 
-    def _commit(
-        self, block: Block, live: np.ndarray, outcome: dict[str, np.ndarray], k: int
-    ) -> None:
-        """Keep the first k items of the block: consume draws, move state, emit records."""
-        taken = int(np.searchsorted(live, k))  # live items among the first k
-        for stream in self.draws.values():
-            stream.consume(taken)
+    def _commit(self, block: Block, decided: Decided, k: int) -> None:
+        """Keep the first k items of the block: move state, queue the retries, emit records."""
+        taken = int(np.searchsorted(decided.live, k))  # attempts among the first k items
         if self.server is not None:
-            if taken == live.size:
-                self.server = outcome["_server"]  # type: ignore[assignment]
+            if taken == decided.live.size:
+                self.server = self._server_after
             else:
-                self._replay_server(outcome, taken)
+                rows = decided.rows
+                respond(
+                    self.server,
+                    self.endpoint,
+                    rows["dispatch_at"][:taken],
+                    rows["status_drawn"][:taken],
+                    rows["service_s"][:taken],
+                    rows["hang_drawn"][:taken],
+                    self.timeout,
+                )
         self.full_at = float(block.full_after[k - 1])
-        self.selector.commit(k)
-        chosen = {name: np.asarray(v)[:taken] for name, v in outcome.items() if name[0] != "_"}
-        sent = block.items[live[:taken]]
-        waiting = chosen["final"] == policy.NO_FINAL
-        if waiting.any():
-            retries = np.zeros(int(waiting.sum()), dtype=ITEM)
-            retries["ready_at"] = chosen["next_ready_at"][waiting]
-            retries["arrival_at"] = sent["arrival_at"][waiting]
-            retries["event_id"] = sent["event_id"][waiting]
-            retries["retries_done"] = sent["retries_done"][waiting] + 1
-            retries["previous_backoff_s"] = chosen["backoff_s"][waiting]
-            self.queue.retries.add(retries)
-        self._emit(sent, chosen)
+        self.selector.commit(int(np.count_nonzero(block.from_queue[:k])))
+        kept = decided.parents < k
+        merged_in = _as_set(block.items[:k][~block.from_queue[:k]])
+        children = decided.children[kept]
+        waiting = (
+            ~np.isin(identity(children), list(merged_in))
+            if merged_in
+            else np.ones(children.size, dtype=bool)
+        )
+        self.queue.retries.add(children[waiting])
+        self._emit(
+            block.items[decided.live[:taken]], {n: c[:taken] for n, c in decided.rows.items()}
+        )
         aged = np.flatnonzero(block.expired[:k])
         if aged.size:
             items = block.items[aged]
             self._emit_aged_out(items, items["arrival_at"] + self.policy.maximum_event_age)
-
-    def _replay_server(self, outcome: dict[str, np.ndarray], taken: int) -> None:
-        """Advance the real server by the kept prefix only: same inputs, so the same result."""
-        assert self.server is not None
-        respond(
-            self.server,
-            self.endpoint,
-            outcome["dispatch_at"][:taken],
-            outcome["_status_drawn"][:taken],
-            outcome["_service"][:taken],
-            outcome["_hang_drawn"][:taken],
-            self.timeout,
-        )
 
     def _resize_block(self, cut: bool) -> None:
         self.block = max(MIN_BLOCK, self.block // 2) if cut else min(MAX_BLOCK, self.block * 2)

@@ -94,7 +94,7 @@ class RetryPool:
         """Add ITEM records (any order)."""
         if not items.size:
             return
-        self._runs.append(np.sort(items, order="ready_at", kind="stable"))
+        self._runs.append(items[np.argsort(items["ready_at"], kind="stable")])
         self._starts.append(0)
         while len(self._runs) > 1 and self._size(-2) <= 2 * self._size(-1):
             newer, older = self._pop_run(), self._pop_run()

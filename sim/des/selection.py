@@ -1,13 +1,17 @@
 """Which waiting deliveries take the next tokens, and when (S2, S3, and age-outs of S6).
 
 A selector proposes a block: items in dispatch order with their token times, the bucket state
-after each, which of them aged out waiting, and a *key* per item — the instant from which a
-retry born earlier in the block could have changed the choice (its ready time for FIFO, its
-token time for LIFO). The engine keeps a prefix of the block and calls `commit(k)`.
+after each, and which of them aged out waiting. The engine decides the block's attempts; the
+block then says how long a prefix of it is *settled* — exactly what a one-at-a-time
+simulation would have done, given the retries those attempts gave birth to.
 
-* `FifoSelector` (oldest-ready first): token times of a whole block in closed form.
+* `FifoSelector` (oldest-ready first): token times of a whole block in closed form. A retry
+  born inside the block that is ready before the block's last item belongs *in* the block, so
+  a FIFO block is rescheduled with those retries merged in by ready time until the retries it
+  holds are exactly the retries its attempts produce (`absorbs = True`).
 * `LifoSelector` (newest-ready first): a stack walked item by item. Speculation runs on an
   overlay (the real stack is untouched), and `commit(k)` replays the first k choices for real.
+  A retry ready by an item's token time could have been chosen instead: the prefix ends there.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ from sim.des.queues import ITEM, FifoQueue
 from sim.scenario import RetryPolicy
 
 MAX_EXPIRIES_PER_BLOCK = 256
+FINISHED = "finished"
+"""Returned when the next delivery could only leave after the horizon."""
+
+
+def identity(items: np.ndarray) -> np.ndarray:
+    """One int64 per waiting delivery: its event and its retries so far (unique in a block)."""
+    return items["event_id"].astype(np.int64) * 256 + items["retries_done"]
 
 
 @dataclass
@@ -31,23 +42,57 @@ class Block:
     dispatch_at: np.ndarray  # NaN where the item aged out waiting
     full_after: np.ndarray  # bucket state after each item (unchanged by aged-out items)
     expired: np.ndarray  # aged out waiting for a token
-    key: np.ndarray  # a retry ready at or before key[i] (LIFO) / before key[i] (FIFO) cuts here
-    inclusive: bool
+    from_queue: np.ndarray  # False: a retry born inside this block, merged in by ready time
+    source: np.ndarray  # FIFO: the queue items peeked, to reschedule with merged-in retries
+    walk_at: np.ndarray | None = None  # LIFO: the token time at which each item was chosen
 
-    def first_overtaken(self, next_ready_at: np.ndarray) -> int:
-        """Length of the prefix that no retry born inside the block could have changed."""
-        earliest = np.minimum.accumulate(next_ready_at)
-        before = np.concatenate(([np.inf], earliest[:-1]))
-        hit = self.key >= before if self.inclusive else self.key > before
-        return int(np.argmax(hit)) if hit.any() else self.key.size
+    def born_inside(self, children: np.ndarray) -> np.ndarray:
+        """FIFO: the retries that belong inside this block (ready before its last item)."""
+        return children[children["ready_at"] < self.items["ready_at"][-1]]
+
+    def holds(self, inside: np.ndarray) -> bool:
+        """FIFO: whether the merged-in retries are exactly `inside` (same deliveries, same times)."""
+        return _as_map(self.items[~self.from_queue]) == _as_map(inside)
+
+    def settled(self, children: np.ndarray, parents: np.ndarray) -> int:
+        """Length of the prefix left unchanged by the retries born in the block.
+
+        `children` are those retries (ITEM records), `parents` the block positions of the
+        attempts that produced them.
+        """
+        if self.walk_at is not None:
+            return self._settled_lifo(children, parents)
+        want = _as_map(self.born_inside(children))
+        merged = self.items[~self.from_queue]
+        have = _as_map(merged)
+        ready = self.items["ready_at"]
+        cuts = [self.items.size]
+        for key, at in want.items():  # missing: it would have queued after the items ready by `at`
+            if have.get(key) != at:
+                cuts.append(int(np.searchsorted(ready, at, side="right")))
+        positions = np.flatnonzero(~self.from_queue)
+        for key, position in zip(identity(merged).tolist(), positions.tolist(), strict=True):
+            if want.get(key) != have[key]:  # stale: no longer born, or born at another time
+                cuts.append(position)
+        return min(cuts)
+
+    def _settled_lifo(self, children: np.ndarray, parents: np.ndarray) -> int:
+        assert self.walk_at is not None
+        born = np.full(self.items.size, np.inf)
+        np.minimum.at(born, parents, children["ready_at"])
+        earliest_before = np.concatenate(([np.inf], np.minimum.accumulate(born)[:-1]))
+        hit = self.walk_at >= earliest_before
+        return int(np.argmax(hit)) if hit.any() else self.items.size
 
 
-FINISHED = "finished"
-"""Returned when the next delivery could only leave after the horizon."""
+def _as_map(items: np.ndarray) -> dict[int, float]:
+    return dict(zip(identity(items).tolist(), items["ready_at"].tolist(), strict=True))
 
 
 class FifoSelector:
     """Oldest-ready first: the block's token times come from the bucket's closed form."""
+
+    absorbs = True
 
     def __init__(
         self,
@@ -61,9 +106,22 @@ class FifoSelector:
         self.retry, self.horizon = retry, horizon
 
     def select(self, n: int, before: float, full_at: float) -> Block | str | None:
-        items = self.queue.peek(n, before)
-        if not items.size:
+        """The next block: up to n waiting items ready before `before`."""
+        peeked = self.queue.peek(n, before)
+        if not peeked.size:
             return None
+        return self._schedule(peeked, np.zeros(0, dtype=ITEM), full_at)
+
+    def reschedule(self, block: Block, inside: np.ndarray, full_at: float) -> Block | str:
+        """The same block with the retries `inside` merged in by their ready times."""
+        return self._schedule(block.source, inside, full_at)
+
+    def _schedule(self, peeked: np.ndarray, inside: np.ndarray, full_at: float) -> Block | str:
+        items = np.concatenate((peeked, inside)) if inside.size else peeked
+        from_queue = np.arange(items.size) < peeked.size
+        if inside.size:  # stable: at equal ready times, queued items go first
+            order = np.argsort(items["ready_at"], kind="stable")
+            items, from_queue = items[order], from_queue[order]
         dispatch_at, full_after, expired, n = self._token_times(items, full_at)
         deadline = items["arrival_at"] + self.retry.maximum_event_age
         beyond = np.where(expired[:n], deadline[:n], dispatch_at[:n]) >= self.horizon
@@ -72,12 +130,7 @@ class FifoSelector:
             if n == 0:
                 return FINISHED
         return Block(
-            items[:n],
-            dispatch_at[:n],
-            full_after[:n],
-            expired[:n],
-            key=items["ready_at"][:n],
-            inclusive=False,
+            items[:n], dispatch_at[:n], full_after[:n], expired[:n], from_queue[:n], peeked
         )
 
     def _token_times(
@@ -106,6 +159,7 @@ class FifoSelector:
         return dispatch_at, full_after, expired, start
 
     def commit(self, k: int) -> None:
+        """Take the first k queued items of the last block out of the queue."""
         self.queue.consume(k)
 
     def held(self) -> np.ndarray:
@@ -115,6 +169,8 @@ class FifoSelector:
 
 class LifoSelector:
     """Newest-ready first (S3 `lifo`): at each token time, the most recently ready item goes."""
+
+    absorbs = False
 
     def __init__(
         self,
@@ -131,6 +187,7 @@ class LifoSelector:
         self._request: tuple[int, float, float] | None = None  # (peek size, before, full_at)
 
     def select(self, n: int, before: float, full_at: float) -> Block | str | None:
+        """The next block: up to n items chosen newest-first at their token times."""
         size = 4 * n
         while True:
             incoming = self.queue.peek(size, before)
@@ -141,20 +198,22 @@ class LifoSelector:
         self._request = (size, before, full_at)
         if walk is None:
             return None
-        rows, dispatch_at, full_after, expired, key = walk[:5]
+        rows, dispatch_at, full_after, expired, walk_at, finished = walk[:6]
         if not rows:
-            return FINISHED if walk[5] else None
+            return FINISHED if finished else None
         items = np.array(rows, dtype=ITEM)
         return Block(
             items,
             np.array(dispatch_at),
             np.array(full_after),
             np.array(expired),
-            np.array(key),
-            inclusive=True,
+            np.ones(items.size, dtype=bool),
+            items,
+            walk_at=np.array(walk_at),
         )
 
     def commit(self, k: int) -> None:
+        """Replay the first k choices of the last block on the real stack."""
         assert self._request is not None
         size, before, full_at = self._request
         walk = self._walk(self.queue.peek(size, before), size, k, before, full_at)
@@ -169,7 +228,9 @@ class LifoSelector:
         """Items on the stack: visible, waiting for a token."""
         return np.array(self.stack, dtype=ITEM) if self.stack else np.zeros(0, dtype=ITEM)
 
-    def _walk(self, incoming: np.ndarray, size: int, n: int, before: float, full_at: float):  # type: ignore[no-untyped-def]
+    def _walk(  # type: ignore[no-untyped-def]
+        self, incoming: np.ndarray, size: int, n: int, before: float, full_at: float
+    ):
         """Choose up to n items on an overlay of the stack (the real one is left untouched)."""
         arrivals = incoming.tolist()
         complete = incoming.size < size  # everything ready before `before` is in `incoming`
@@ -182,7 +243,7 @@ class LifoSelector:
         dispatch_at: list[float] = []
         full_after: list[float] = []
         expired: list[bool] = []
-        key: list[float] = []
+        walk_at: list[float] = []
         state, last, finished = full_at, self.last_dispatch_at, False
         while len(rows) < n:
             t = last if self.rate is None else max(state - slack, last)
@@ -206,7 +267,7 @@ class LifoSelector:
                 top -= 1
                 item = self.stack[top]
             rows.append(item)
-            key.append(t)
+            walk_at.append(t)
             if t >= item[1] + max_age:  # aged out while waiting (S6): no token taken
                 dispatch_at.append(np.nan)
                 expired.append(True)
@@ -217,4 +278,4 @@ class LifoSelector:
                     state = max(state, t) + spacing
                 last = t
             full_after.append(state)
-        return rows, dispatch_at, full_after, expired, key, finished, top, pushed, p, last
+        return rows, dispatch_at, full_after, expired, walk_at, finished, top, pushed, p, last
