@@ -83,11 +83,15 @@ class TokenBucket:
     full_at: float = 0.0
 
     def peek(self, ready_at: float) -> tuple[float, float]:
-        """(dispatch time, bucket state after) for an item ready at `ready_at`, taking nothing."""
-        dispatch_at, full_after = gcra_schedule(
-            self.full_at, self.rate_per_second, self.capacity, np.array([ready_at])
-        )
-        return float(dispatch_at[0]), float(full_after[0])
+        """(dispatch time, bucket state after) for an item ready at `ready_at`, taking nothing.
+
+        The one-item case of `gcra_schedule`, in plain floats (same operations, same result).
+        """
+        if self.rate_per_second is None:
+            return ready_at, self.full_at
+        spacing = 1.0 / self.rate_per_second
+        slack = (self.capacity - 1.0) * spacing
+        return max(ready_at, self.full_at - slack), max(ready_at, self.full_at) + 0.0 + spacing
 
     def take(self, ready_at: float) -> float:
         """Consume a token for an item ready at `ready_at`; return when it may be dispatched."""
@@ -154,6 +158,8 @@ def backoff_delay(
     full: U·x; equal: x/2 + U·x/2; none: x, with x = min(cap, base·multiplier^(k−1)).
     decorrelated (Brooker 2015): min(cap, base + U·(3·previous − base)), previous starting at base.
     """
+    if _scalars(retry_number, draw, previous_s):
+        return _backoff_one(int(retry_number), float(draw), backoff, previous_s)  # type: ignore[arg-type]
     draw = np.asarray(draw, dtype=float)
     if backoff.jitter == "decorrelated":
         previous = np.asarray(backoff.base if previous_s is None else previous_s, dtype=float)
@@ -173,6 +179,28 @@ def backoff_delay(
         else:
             delay = ceiling * np.ones_like(draw)
     return float(delay) if np.ndim(delay) == 0 else delay
+
+
+def _scalars(*values: object) -> bool:
+    """True when every value is a plain number (or None): the per-attempt path of the live core."""
+    return all(v is None or isinstance(v, int | float | np.number) for v in values)
+
+
+def _backoff_one(k: int, draw: float, backoff: Backoff, previous_s: float | None) -> float:
+    """`backoff_delay` for one retry, in plain floats (kept identical by the property tests)."""
+    if backoff.jitter == "decorrelated":
+        previous = backoff.base if previous_s is None or math.isnan(previous_s) else previous_s
+        return min(backoff.cap, backoff.base + draw * (3.0 * previous - backoff.base))
+    exponent = k - 1.0
+    if backoff.multiplier > 1.0:
+        limit = math.ceil(math.log(backoff.cap / backoff.base) / math.log(backoff.multiplier))
+        exponent = min(max(exponent, 0.0), max(limit, 0) + 1.0)
+    ceiling = min(backoff.cap, backoff.base * backoff.multiplier**exponent)
+    if backoff.jitter == "full":
+        return draw * ceiling
+    if backoff.jitter == "equal":
+        return ceiling / 2.0 + draw * ceiling / 2.0
+    return ceiling * 1.0
 
 
 # --- S8: Retry-After ----------------------------------------------------------------------------
@@ -227,6 +255,17 @@ def decide(
     attempts exhausted; negative Retry-After; the wait — the longer of backoff and Retry-After —
     ending after the maximum event age. Ended events go to the DLQ if configured, else dropped.
     """
+    if _scalars(outcome, retries_done, arrival_at, complete_at, backoff_s, retry_after_s):
+        return _decide_one(
+            int(outcome),  # type: ignore[arg-type]
+            int(retries_done),  # type: ignore[arg-type]
+            float(arrival_at),  # type: ignore[arg-type]
+            float(complete_at),  # type: ignore[arg-type]
+            float(backoff_s),  # type: ignore[arg-type]
+            float(retry_after_s),  # type: ignore[arg-type]
+            policy,
+            dead_letter_queue,
+        )
     outcome = np.asarray(outcome)
     retry_after = np.asarray(retry_after_s, dtype=float)
     wait = np.fmax(np.asarray(backoff_s, dtype=float), retry_after)  # fmax ignores NaN
@@ -256,10 +295,40 @@ def decide(
     return Decision(next_ready, final, reason)
 
 
+def _decide_one(
+    outcome: int,
+    retries_done: int,
+    arrival_at: float,
+    complete_at: float,
+    backoff_s: float,
+    retry_after_s: float,
+    policy: RetryPolicy,
+    dead_letter_queue: bool,
+) -> Decision:
+    """`decide` for one attempt, in plain Python (kept identical by the property tests)."""
+    if outcome == DELIVERED:
+        return Decision(math.nan, FINAL_DELIVERED, NO_REASON)
+    wait = backoff_s if math.isnan(retry_after_s) else max(backoff_s, retry_after_s)
+    next_ready = complete_at + wait
+    if outcome not in RETRYABLE_OUTCOMES:
+        reason = NOT_RETRYABLE
+    elif retries_done >= policy.maximum_retry_attempts:
+        reason = MAXIMUM_RETRY_ATTEMPTS
+    elif retry_after_s < 0:
+        reason = RETRY_AFTER_NEGATIVE
+    elif next_ready > arrival_at + policy.maximum_event_age:
+        reason = MAXIMUM_EVENT_AGE
+    else:
+        return Decision(next_ready, NO_FINAL, NO_REASON)
+    return Decision(math.nan, age_out_final(dead_letter_queue), reason)
+
+
 def expired_waiting(
     dispatch_at: float | np.ndarray, arrival_at: float | np.ndarray, policy: RetryPolicy
 ) -> bool | np.ndarray:
     """True where an event would reach the maximum age before its token comes (S6)."""
+    if _scalars(dispatch_at, arrival_at):
+        return bool(dispatch_at >= arrival_at + policy.maximum_event_age)  # type: ignore[operator]
     result = np.asarray(dispatch_at) >= np.asarray(arrival_at) + policy.maximum_event_age
     return bool(result) if np.ndim(result) == 0 else result
 
