@@ -8,6 +8,12 @@ core resumes them; an attempt in flight at the crash is made again (at-least-onc
 
 `Store` is synchronous and must be used from one thread at a time; `StoreWriter` runs it in
 one worker thread for the asyncio core and commits queued operations together (group commit).
+
+Durability: WAL with `synchronous=NORMAL`. A commit has written its WAL frames to the OS when
+it returns, so a crash of the process (`kill -9`) loses nothing committed; only a power loss
+or OS crash may roll back the last commits (the database stays consistent). `FULL` would
+also survive that, at an fsync per commit (p99 about 4 ms on the benchmark machine, against
+0.06 ms): every arrival waits for its commit before it is dispatched.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 """
 SCHEMA_VERSION = "1"
+SYNCHRONOUS = "NORMAL"
+"""SQLite `synchronous` mode under WAL: durable against process crashes (see module docstring)."""
 ENDED_STATES = ("delivered", "dlq", "dropped")
 
 
@@ -116,14 +124,14 @@ Operation = NewEvent | Retry | Finish | None  # None: a barrier that only waits 
 
 
 class Store:
-    """The SQLite database of one core (WAL, synchronous=FULL)."""
+    """The SQLite database of one core (WAL, `SYNCHRONOUS`)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
             self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(SCHEMA)
             found = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()

@@ -26,6 +26,8 @@ def test_accepted_events_are_committed_and_seen_by_another_connection(tmp_path: 
     rows = other.execute("SELECT id, state, ready_at FROM deliveries ORDER BY id").fetchall()
     assert rows == [(ids[0], "pending", 1001.0), (ids[1], "pending", 1001.0)]
     assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    # NORMAL (1) under WAL: a commit survives the process being killed, not a power loss.
+    assert store.db.execute("PRAGMA synchronous").fetchone() == (1,)
     other.close()
     store.close()
 
