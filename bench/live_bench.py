@@ -151,6 +151,7 @@ async def drive(job: dict[str, Any], url: str, db: Path) -> dict[str, Any]:
         "cpu_s": cpu_s,
         "samples": samples,
         "submit_lag_s": submit_lag,
+        "loop_lag_s": list(core.loop_lag.samples),
         "rate": scenario.destination.invocation_rate_limit_per_second,
         "burst": scenario.destination.burst,
         "records": {k: v.tolist() for k, v in merged.items()},
@@ -202,6 +203,8 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
                    "max": float(rss.max())},
         "rss_series": [[round(float(a), 1), round(float(b), 1)] for a, b in zip(t, rss, strict=True)],
         "submit_lag_ms_p99": float(np.quantile(raw["submit_lag_s"], 0.99) * 1e3),
+        "loop_lag_ms": {q: float(np.quantile(raw["loop_lag_s"], p) * 1e3) if raw["loop_lag_s"]
+                        else float("nan") for q, p in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))},
         "generated_s": raw["generated_s"],
         "drained_s": raw["drained_s"],
     }  # fmt: skip

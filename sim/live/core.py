@@ -39,6 +39,7 @@ from sim import policy
 from sim.live.auth import Deauthorized, auth_for
 from sim.live.endings import Endings
 from sim.live.lanes import Delivery, Lane, Route
+from sim.live.loop_lag import LoopLag
 from sim.live.recorder import Recorder, Sink
 from sim.live.request import HttpRequest, InvalidParameter, build_request
 from sim.live.resources import CoreConfig, Rule, redact
@@ -82,6 +83,7 @@ class DeliveryCore:
         self._submitting = 0
         self._idle = asyncio.Event()
         self._started_mono = 0.0
+        self.loop_lag = LoopLag()  # how late the event loop runs (logged when it lags)
         self.started_epoch = 0.0
         self.orphans = 0  # pending deliveries in the database whose rule/target is gone
         self.accepted = 0  # events accepted since start()
@@ -114,6 +116,7 @@ class DeliveryCore:
         store = await asyncio.to_thread(Store, self.db_path)
         self._writer = StoreWriter(store)
         self._writer.start()
+        self.loop_lag.start()
         await self.transport.start()
         pending = await self._writer.call(store.pending)
         for row in pending:
@@ -143,6 +146,7 @@ class DeliveryCore:
             timer.cancel()
         self.recorder.flush()
         await self.transport.close()
+        await self.loop_lag.stop()
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
@@ -300,8 +304,9 @@ class DeliveryCore:
             self._schedule_age_out(delivery)
             return
         delay = dispatch_at - self.now()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        # Sleep until the token, or at least yield: a backlog served in one go must not hold
+        # up reading the responses of attempts already in flight.
+        await asyncio.sleep(max(delay, 0.0))
         task = asyncio.create_task(self._attempt(lane, delivery, request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
