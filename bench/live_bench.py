@@ -61,11 +61,13 @@ class Chunks:
         self.chunks.append(chunk)
 
 
-def start_endpoint(scenario_path: str, log_path: Path) -> tuple[subprocess.Popen[str], str]:
-    """Start `sim endpoint` on a free loopback port; return the process and its URL."""
+def start_endpoint(
+    scenario_path: str, log_path: Path, loop: str = "asyncio"
+) -> tuple[subprocess.Popen[str], str]:
+    """Start `sim endpoint` on a free loopback port and event loop `loop`; return it and its URL."""
     child = subprocess.Popen(
         [sys.executable, "-m", "sim", "endpoint", scenario_path, "--port", "0",
-         "--log", str(log_path)],
+         "--log", str(log_path), "--loop", loop],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     assert child.stdout is not None
@@ -212,15 +214,14 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
 
 def run_live(job: dict[str, Any]) -> dict[str, Any]:
     """The measured process: endpoint subprocess, core + load generator here."""
-    if job.get("uvloop"):
-        import uvloop
+    from sim.live import loops
 
-        uvloop.install()
+    loop = "uvloop" if job.get("uvloop") else "asyncio"  # the endpoint runs on the same kind
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "requests.jsonl"
-        endpoint, url = start_endpoint(job["scenario"], log_path)
+        endpoint, url = start_endpoint(job["scenario"], log_path, loop)
         try:
-            raw = asyncio.run(drive(job, url, Path(tmp) / "core.db"))
+            raw = loops.run(drive(job, url, Path(tmp) / "core.db"), loop)
         finally:
             endpoint_usage = stop_endpoint(endpoint)
         received = sum(1 for _ in log_path.open()) if log_path.exists() else -1

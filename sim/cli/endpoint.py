@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from sim.cli import app
+from sim.cli.live import LoopOption, event_loop
 from sim.errors import InputError
 from sim.loading import load_scenario
 
@@ -37,6 +38,7 @@ def endpoint(
     oauth_token_lifetime: Annotated[
         float, typer.Option(help="Lifetime of issued tokens, seconds.")
     ] = 3600.0,
+    loop: Annotated[str | None, LoopOption] = None,
 ) -> None:
     """Serve a scenario's endpoint: latency, status mix, Retry-After, capacity, incidents, hangs.
 
@@ -44,6 +46,7 @@ def endpoint(
     """
     from sim.live.endpoint_server import EndpointServer, OAuthSettings, RequestLog, describe, serve
 
+    loop_name = event_loop(loop)
     scenario = load_scenario(scenario_file, set_ or [])
     if (oauth_client_id is None) != (oauth_client_secret is None):
         raise InputError(None, None, "give both --oauth-client-id and --oauth-client-secret")
@@ -57,6 +60,10 @@ def endpoint(
     server = EndpointServer(scenario, seed=seed, oauth=oauth, log=request_log)
     typer.echo(f"serving {describe(scenario)}", err=True)
     try:
-        serve(server, host, port, announce=lambda url: typer.echo(f"listening on {url}"))
+        serve(server, host, port, announce=_announce, loop=loop_name)
     except OSError as err:
         raise InputError(None, "--port", f"cannot listen on {host}:{port}: {err}") from None
+
+
+def _announce(url: str) -> None:
+    typer.echo(f"listening on {url}")

@@ -27,6 +27,19 @@ core_app = typer.Typer(
 app.add_typer(core_app, name="core")
 
 DbOption = Annotated[Path, typer.Option("--db", help="SQLite database of the core (WAL).")]
+LoopOption = typer.Option(
+    "--loop", help="Event loop: asyncio or uvloop (default: uvloop when installed)."
+)
+
+
+def event_loop(name: str | None) -> str:
+    """The `--loop` choice, checked (exit 2 with one line when unknown or not installed)."""
+    from sim.live.loops import check_loop
+
+    try:
+        return check_loop(name)
+    except ValueError as err:
+        raise InputError(None, "--loop", str(err)) from None
 
 
 @core_app.command("run")
@@ -47,12 +60,15 @@ def run(
         Path | None, typer.Option("--records", help="Write attempt records to this CSV file.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log core activity.")] = False,
+    loop: Annotated[str | None, LoopOption] = None,
 ) -> None:
     """Deliver events: resume pending deliveries, ingest events, run until idle or Ctrl-C."""
+    from sim.live import loops
     from sim.live.config import load_config
     from sim.live.ingest import Envelope, read_event_file, stdin_events
     from sim.live.service import CsvRecords
 
+    loop_name = event_loop(loop)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
     config = load_config(config_file)
     envelope = Envelope(config.sim.account, config.sim.region)
@@ -64,7 +80,7 @@ def run(
     address = _address(listen) if listen is not None else None
     sink = CsvRecords(records) if records is not None else None
     try:
-        summary = asyncio.run(_serve(config, db, source, address, until_idle, sink))
+        summary = loops.run(_serve(config, db, source, address, until_idle, sink), loop_name)
     finally:
         if sink is not None:
             sink.close()

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from sim.capacity import ServerQueue
 from sim.endpoint_model import EndpointModel
+from sim.live import loops
 from sim.rng import generator
 from sim.scenario import Scenario
 
@@ -422,9 +423,16 @@ def _url_host(host: str) -> str:
 
 
 def serve(
-    server: EndpointServer, host: str, port: int, announce: Callable[[str], None] = print
+    server: EndpointServer,
+    host: str,
+    port: int,
+    announce: Callable[[str], None] = print,
+    loop: str | None = None,
 ) -> None:
-    """Run the endpoint until SIGINT or SIGTERM, announcing its base URL once it listens."""
+    """Run the endpoint until SIGINT or SIGTERM, announcing its base URL once it listens.
+
+    `loop` is the event loop kind (`sim.live.loops`; default: uvloop when installed).
+    """
 
     async def main() -> None:
         stopped = asyncio.Event()
@@ -439,7 +447,7 @@ def serve(
             await server.stop()
 
     try:
-        asyncio.run(main())
+        loops.run(main(), loop)
     finally:
         server.log.close()
 

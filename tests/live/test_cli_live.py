@@ -169,6 +169,20 @@ def test_core_run_reads_events_from_stdin(tmp_path: Path, endpoint: ThreadedEndp
     assert sorted(r["n"] for r in endpoint.received) == [0, 1, 2]
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_core_run_on_either_event_loop(
+    tmp_path: Path, endpoint: ThreadedEndpoint, loop: str
+) -> None:
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    config = write_config(tmp_path / "core.yaml", endpoint.url)
+    events = write_events(tmp_path / "events.jsonl", 3)
+    args = ["core", "run", str(config), "--db", str(tmp_path / "db"), "--events", str(events)]
+    result = runner.invoke(app, [*args, "--until-idle", "--loop", loop])
+    assert result.exit_code == 0, result.output
+    assert sorted(r["n"] for r in endpoint.received) == [0, 1, 2]
+
+
 def test_bad_config_exits_2_with_one_line_naming_file_and_key(tmp_path: Path) -> None:
     config = write_config(tmp_path / "core.yaml", "http://127.0.0.1:9/")
     data = yaml.safe_load(config.read_text())
@@ -210,6 +224,8 @@ def test_bad_event_line_exits_2_and_accepts_nothing(tmp_path: Path) -> None:
     [
         (["core", "dlq", "--db", "missing.db"], "missing.db: no such database"),
         (["core", "run", "x.yaml", "--db", "d", "--listen", "nonsense"], "--listen"),
+        (["core", "run", "x.yaml", "--db", "d", "--loop", "tokio"], "error: --loop: 'tokio'"),
+        (["endpoint", "x.yaml", "--loop", "tokio"], "error: --loop: 'tokio' is not an event"),
     ],
 )
 def test_other_bad_input_exits_2(
