@@ -1,7 +1,7 @@
 """Benchmark: wall time of the same sweep on 1 worker and on 2 (or N) local worker processes.
 
     .venv/bin/python bench/sweep_speedup.py [--scenario scenarios/burst.yaml] [--workers 2]
-        [--vary destination.invocation_rate_limit_per_second=50,100] [--replications 4] [--repeat 1]
+        [--vary destination.invocation_rate_limit_per_second=50,100] [--replications 8] [--repeat 1]
 
 Runs the sweep alternately on 1 worker (in this process) and on N worker processes, `repeat`
 times each, checks that every run gives identical numbers (per grid point and replication)
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument(
         "--vary", action="append", default=None, help="key.path=v1,v2 (default: rate limit 50,100)"
     )
-    parser.add_argument("--replications", type=int, default=4)
+    parser.add_argument("--replications", type=int, default=8)
     parser.add_argument("--horizon", default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=1)
