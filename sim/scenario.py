@@ -41,6 +41,8 @@ MAX_RETRY_ATTEMPTS = 185
 MAX_RATE_PER_SECOND = 1e6
 """Largest arrival rate of one source: beyond it a run cannot draw or hold its arrivals."""
 MAX_CONCURRENCY = 100_000
+MAX_HORIZON_S = 31 * 86400.0
+"""Longest horizon: a month (checks and runs hold per-second arrays over the horizon)."""
 Rate = Annotated[float, Field(ge=0, le=MAX_RATE_PER_SECOND)]
 
 
@@ -389,7 +391,7 @@ class Scenario(Strict):
     """A complete what-if: arrivals, destination, endpoint behaviour, retry policy, outputs."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    horizon: PositiveDuration
+    horizon: Annotated[PositiveDuration, Field(le=MAX_HORIZON_S)]
     seed: Annotated[int, Field(ge=0)] = 0
     replications: Annotated[int, Field(ge=1, le=100_000)] = 10
     arrivals: Annotated[list[Arrivals], Field(min_length=1)]
