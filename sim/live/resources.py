@@ -372,6 +372,12 @@ class CoreConfig(Aws):
         """`text` with every secret value replaced by `***`."""
         return redact(text, self._secrets)
 
+    def __repr__(self) -> str:  # `${env:}` values may sit in plain fields too
+        return self.redact(super().__repr__())
+
+    def __str__(self) -> str:
+        return self.redact(super().__str__())
+
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """`text` with every secret replaced by `***` (longest first, so overlaps go whole)."""

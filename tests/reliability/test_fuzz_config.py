@@ -182,16 +182,19 @@ def mutated_configs(draw: st.DrawFn) -> dict[str, Any]:
         if not paths:
             break
         path = draw(st.sampled_from(paths))
-        if kind == "set":
-            set_path(data, path, draw(VALUES))
-        elif kind == "delete":
-            parent, _, last = path.rpartition(".")
-            node = _get(data, parent) if parent else data
-            node.pop(int(last) if isinstance(node, list) else last)
-        else:
-            mappings = [""] + [p for p in paths if isinstance(_get(data, p), dict)]
-            parent = draw(st.sampled_from(mappings))
-            set_path(data, f"{parent}.Extra" if parent else "Extra", draw(SCALARS))
+        try:
+            if kind == "set":
+                set_path(data, path, draw(VALUES))
+            elif kind == "delete":
+                parent, _, last = path.rpartition(".")
+                node = _get(data, parent) if parent else data
+                node.pop(int(last) if isinstance(node, list) else last)
+            else:
+                mappings = [""] + [p for p in paths if isinstance(_get(data, p), dict)]
+                parent = draw(st.sampled_from(mappings))
+                set_path(data, f"{parent}.Extra" if parent else "Extra", draw(SCALARS))
+        except (InputError, LookupError, TypeError, ValueError, AttributeError):
+            continue  # an earlier mutation replaced a parent of this path
     return data
 
 
@@ -365,3 +368,13 @@ def test_reference_errors_never_show_a_secret(key: str, value: str) -> None:
     with pytest.raises(InputError) as caught:
         build_config(data, source="core.yaml", environ=ENVIRON)
     assert caught.value.key == key and PLANTED not in caught.value.line()
+
+
+def test_env_values_in_plain_fields_never_show_in_the_configs_repr() -> None:
+    data = copy.deepcopy(BASE)
+    target = data["Rules"][0]["Targets"][0]
+    target["HttpParameters"]["HeaderParameters"]["x-token"] = "${env:SIM_FUZZ_SECRET}"
+    data["Rules"][0]["Description"] = "owner ${env:SIM_FUZZ_SECRET}"
+    config = build_config(data, source="core.yaml", environ=ENVIRON)
+    assert PLANTED not in repr(config) and PLANTED not in str(config)
+    assert config.Rules[0].Targets[0].HttpParameters.HeaderParameters["x-token"] == PLANTED
