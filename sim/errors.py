@@ -14,6 +14,14 @@ class InputError(Exception):
 
     def line(self) -> str:
         """Format as `file: key.path: problem`, leaving out the parts that are unknown."""
-        parts = [p for p in (self.source, self.key) if p]
+        parts = [_printable(p) for p in (self.source, self.key) if p]
         one_line = " ".join(self.problem.split())
-        return ": ".join([*parts, one_line])
+        return ": ".join([*parts, _printable(one_line)])
+
+
+def _printable(text: str) -> str:
+    """`text` with line breaks and other unprintable characters escaped (`\\n`, `\\x1b`), so a
+    key or file name taken from the input can neither break the line nor drive a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

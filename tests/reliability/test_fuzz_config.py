@@ -378,3 +378,16 @@ def test_env_values_in_plain_fields_never_show_in_the_configs_repr() -> None:
     config = build_config(data, source="core.yaml", environ=ENVIRON)
     assert PLANTED not in repr(config) and PLANTED not in str(config)
     assert config.Rules[0].Targets[0].HttpParameters.HeaderParameters["x-token"] == PLANTED
+
+
+@pytest.mark.parametrize("key", ["a\nb", "a\rb", " \x85", "a\u2028b", "\x1b[31mred"])
+def test_an_unknown_key_with_line_breaks_or_escapes_stays_on_one_line(
+    tmp_path: Path, key: str
+) -> None:
+    path = tmp_path / "core.json"
+    path.write_text(json.dumps({**copy.deepcopy(BASE), key: 1}), encoding="utf-8")
+    args = ["core", "run", str(path), "--db", str(tmp_path / "db")]
+    result = runner.invoke(app, args, env=ENVIRON)
+    assert result.exit_code == 2
+    line = assert_one_error_line(result.stderr, str(path))
+    assert line.isprintable() and line.endswith(": unknown key (got 1)"), line
