@@ -23,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import math
@@ -117,6 +118,9 @@ class DeliveryCore:
         self._writer = StoreWriter(store)
         self._writer.start()
         self.loop_lag.start()
+        # What is alive now (modules, config, routes) lives as long as the core: leave it out
+        # of the cyclic GC, whose full collections over it stall the loop for tens of ms.
+        gc.freeze()
         await self.transport.start()
         pending = await self._writer.call(store.pending)
         for row in pending:
@@ -147,6 +151,7 @@ class DeliveryCore:
         self.recorder.flush()
         await self.transport.close()
         await self.loop_lag.stop()
+        gc.unfreeze()
         if self._writer is not None:
             await self._writer.close()
             self._writer = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gc
 import json
 import math
 import time
@@ -674,3 +675,15 @@ def test_a_failure_while_preparing_one_delivery_does_not_stop_the_lane(
     (record,) = result.dlq
     assert record["attributes"]["ERROR_CODE"] == "INTERNAL_ERROR"
     assert result.counts["pending"] == 0
+
+
+def test_objects_alive_at_start_are_kept_out_of_the_gc_until_stop(tmp_path: Path) -> None:
+    async def scenario() -> tuple[int, int]:
+        core = DeliveryCore(core_config("http://127.0.0.1:9/"), tmp_path / "db")
+        await core.start()
+        frozen = gc.get_freeze_count()
+        await core.stop()
+        return frozen, gc.get_freeze_count()
+
+    frozen, after = run(scenario())
+    assert frozen > 0 and after == 0
