@@ -28,7 +28,16 @@ from pydantic import (
 from sim.durations import format_duration, parse_duration
 from sim.tables import read_counts, read_samples
 
-Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+
+def _duration(value: object) -> float:
+    """`parse_duration`, with a number too large for a float as a validation error."""
+    try:
+        return parse_duration(value)
+    except OverflowError:
+        raise ValueError("the number is too large for a duration") from None
+
+
+Duration = Annotated[float, BeforeValidator(_duration), PlainSerializer(format_duration)]
 PositiveDuration = Annotated[Duration, Field(gt=0)]
 NonNegativeDuration = Annotated[Duration, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
