@@ -20,10 +20,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "RawServer"], Awaitable[None]]
+
+
+# --- fuzzing ----------------------------------------------------------------------------------
+
+FUZZ_SCALE = float(os.environ.get("SIM_FUZZ_SCALE", "1"))
+"""Multiplies every fuzzer's example count (CI: 1; a thorough local run: e.g. 10)."""
+
+
+def fuzz_settings(max_examples: int) -> settings:
+    """Hypothesis settings for a fuzzer: bounded examples (scaled), no deadline."""
+    return settings(
+        max_examples=max(1, round(max_examples * FUZZ_SCALE)),
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
 
 
 # --- the command line ---------------------------------------------------------------------

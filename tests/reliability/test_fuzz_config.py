@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -27,14 +27,10 @@ from sim.cli import app
 from sim.errors import InputError
 from sim.live.config import CoreConfig, build_config, load_config
 from sim.loading import set_path
-from tests.reliability.support import assert_one_error_line, run_sim
+from tests.reliability.support import assert_one_error_line, fuzz_settings, run_sim
 
 runner = CliRunner()
-FUZZ = settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(150)
 PLANTED = "planted-Secret-4417"
 ENVIRON = {"SIM_FUZZ_SECRET": PLANTED}
 
@@ -260,7 +256,7 @@ def test_mutated_configs_load_or_fail_with_one_line(
     check_config(path, tmp_path)
 
 
-@settings(FUZZ, max_examples=80)
+@fuzz_settings(80)
 @given(blob=st.binary(max_size=300), suffix=st.sampled_from([".yaml", ".json"]))
 def test_any_bytes_are_a_config_or_one_error_line(tmp_path: Path, blob: bytes, suffix: str) -> None:
     path = tmp_path / f"core{suffix}"

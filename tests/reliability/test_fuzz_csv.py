@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -24,14 +24,10 @@ from sim.cli import app
 from sim.errors import InputError
 from sim.loading import load_scenario
 from sim.scenario import MAX_RATE_PER_SECOND, Scenario
-from tests.reliability.support import assert_one_error_line
+from tests.reliability.support import assert_one_error_line, fuzz_settings
 
 runner = CliRunner()
-FUZZ = settings(
-    max_examples=120,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(120)
 
 SOURCES: dict[str, tuple[str, dict[str, Any]]] = {
     "trace": ("arrivals.0", {"kind": "trace", "path": "in.csv", "column": "t"}),
@@ -123,7 +119,7 @@ def test_generated_csv_files_load_or_fail_with_one_line(
 
 
 @pytest.mark.parametrize("source", SOURCES)
-@settings(FUZZ, max_examples=40)
+@fuzz_settings(40)
 @given(blob=st.binary(max_size=200))
 def test_random_bytes_as_csv(tmp_path: Path, source: str, blob: bytes) -> None:
     check_csv(tmp_path, source, blob)

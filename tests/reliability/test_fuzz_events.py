@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -35,15 +35,16 @@ from sim.live.ingest import (
 from sim.live.patterns import compile_pattern
 from sim.live.store import NewEvent, Store
 from tests.live.test_core import RecordingEndpoint
-from tests.reliability.support import assert_one_error_line, core_config_data, write_yaml
+from tests.reliability.support import (
+    assert_one_error_line,
+    core_config_data,
+    fuzz_settings,
+    write_yaml,
+)
 
 runner = CliRunner()
 ENVELOPE = Envelope()
-FUZZ = settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(150)
 
 JSON = st.recursive(
     st.none()
@@ -174,7 +175,7 @@ PATTERNS = [
 COMPILED = [compile_pattern(p) for p in PATTERNS]
 
 
-@settings(FUZZ, max_examples=300)
+@fuzz_settings(300)
 @given(
     detail=st.dictionaries(st.sampled_from(["x", "y", "z"]), JSON, max_size=3),
     resources=JSON,
