@@ -57,6 +57,9 @@ def read_yaml(path: Path) -> Any:
         raise InputError(str(path), None, f"invalid YAML: {where}{problem}") from None
     except RecursionError:
         raise InputError(str(path), None, "invalid YAML: nested too deeply") from None
+    except ValueError as err:  # a date like 2025-13-45, an integer over 4,300 digits
+        problem = str(err).split("; use sys.set_int_max_str_digits")[0]
+        raise InputError(str(path), None, f"invalid YAML: {problem}") from None
 
 
 def validation_error(err: ValidationError, source: str) -> InputError:

@@ -256,6 +256,8 @@ WHOLE_DOCUMENTS = {
     "many-arrivals": "name: x\nhorizon: 1h\nendpoint: {latency: {kind: constant, value: 1ms}}\n"
     "arrivals:\n" + "  - {kind: constant, rate_per_second: -1}\n" * 2_000,
     "many-unknown-keys": "".join(f"k{i}: {i}\n" for i in range(5_000)),
+    "int-over-4300-digits": "name: x\nreplications: " + "9" * 5_000 + "\n",
+    "impossible-date": "name: x\nhorizon: 2025-13-45\n",
 }
 
 
