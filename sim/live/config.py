@@ -76,6 +76,9 @@ def load_config(path: str | Path) -> CoreConfig:
             raise InputError(str(path), None, problem) from None
         except RecursionError:
             raise InputError(str(path), None, "invalid JSON: nested too deeply") from None
+        except ValueError as err:  # an integer over Python's 4,300-digit limit
+            problem = str(err).split("; use sys.set_int_max_str_digits")[0]
+            raise InputError(str(path), None, f"invalid JSON: {problem}") from None
     else:
         data = read_yaml(path)
     return build_config(data, source=str(path))

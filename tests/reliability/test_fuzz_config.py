@@ -314,6 +314,8 @@ DOCUMENTS = {
         }
     ),
     "not-a-mapping.yaml": "- a\n- b\n",
+    "int-over-4300-digits.json": '{"Extra": ' + "9" * 5_000 + "}",
+    "int-over-4300-digits.yaml": "Extra: " + "9" * 5_000 + "\n",
     "latin-1.yaml": "Extra: caf\xe9\n",
 }
 
