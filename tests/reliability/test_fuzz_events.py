@@ -50,6 +50,7 @@ JSON = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(10**20), 10**20)
+    | st.sampled_from([10**400, -(10**400), 2**63, 1e308, -0.0])
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=10),
     lambda children: (
