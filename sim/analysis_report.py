@@ -97,10 +97,18 @@ def plot_sweep_metric(
         else:
             group = group.sort_values(x) if _numeric(group[x]) else group
             positions, categories = _positions(group[x])
-        line = ax.plot(positions, group["mean"], marker="o", label=_legend(group.iloc[0], others))[0]
+        line = ax.plot(positions, group["mean"], marker="o", label=_legend(group.iloc[0], others))[
+            0
+        ]
         if group["ci_low"].notna().any():
-            ax.fill_between(positions, group["ci_low"], group["ci_high"], color=line.get_color(),
-                            alpha=0.2, linewidth=0)
+            ax.fill_between(
+                positions,
+                group["ci_low"],
+                group["ci_high"],
+                color=line.get_color(),
+                alpha=0.2,
+                linewidth=0,
+            )
     if categories is not None:
         ax.set_xticks(range(len(categories)), [_fmt(c) for c in categories], rotation=15)
     if others:
@@ -136,8 +144,15 @@ def plot_sweep_heatmap(
     ax.set_yticks(range(grid.shape[0]), [_fmt(v) for v in grid.index])
     for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
         shade = float(np.asarray(image.norm(value))) if np.isfinite(value) else 0.0
-        ax.text(j, i, _fmt(value), ha="center", va="center", fontsize="small",
-                color="k" if shade > 0.6 else "w")
+        ax.text(
+            j,
+            i,
+            _fmt(value),
+            ha="center",
+            va="center",
+            fontsize="small",
+            color="k" if shade > 0.6 else "w",
+        )
     ax.figure.colorbar(image, ax=ax, label=metric)
     fixed = f", {_legend(pd.Series(where, dtype=object), list(where))}" if where else ""
     ax.set(xlabel=x, ylabel=y, title=f"{metric} (mean{fixed})")
@@ -160,9 +175,14 @@ def plot_sizing(result: SizingResult) -> Figure:
         metric = SLO_METRICS[slo]
         rate = table["rate"].to_numpy()
         ax.plot(rate, table[f"{metric}.mean"], marker="o", label="mean")
-        ax.fill_between(rate, table[f"{metric}.ci_low"].fillna(table[f"{metric}.mean"]),
-                        table[f"{metric}.ci_high"].fillna(table[f"{metric}.mean"]),
-                        alpha=0.25, linewidth=0, label="95 % CI")
+        ax.fill_between(
+            rate,
+            table[f"{metric}.ci_low"].fillna(table[f"{metric}.mean"]),
+            table[f"{metric}.ci_high"].fillna(table[f"{metric}.mean"]),
+            alpha=0.25,
+            linewidth=0,
+            label="95 % CI",
+        )
         ax.axhline(getattr(result.scenario.slo, slo), color="C3", linestyle="--", label=f"{slo}")
         _mark_recommendation(ax, result)
         ax.set(ylabel=metric, title=f"{metric} vs rate limit")
@@ -175,15 +195,27 @@ def plot_sizing(result: SizingResult) -> Figure:
     if result.endpoint_probe is not None:
         ax = axes[-1, 0]
         probe = result.endpoint_probe
-        ax.plot(probe["rate"], probe["overload_fraction.mean"], marker="o", color="C1",
-                label="overload answers + timeouts")
-        ax.fill_between(probe["rate"], probe["overload_fraction.ci_low"].fillna(probe["overload_fraction.mean"]),
-                        probe["overload_fraction.ci_high"].fillna(probe["overload_fraction.mean"]),
-                        color="C1", alpha=0.25, linewidth=0)
+        ax.plot(
+            probe["rate"],
+            probe["overload_fraction.mean"],
+            marker="o",
+            color="C1",
+            label="overload answers + timeouts",
+        )
+        ax.fill_between(
+            probe["rate"],
+            probe["overload_fraction.ci_low"].fillna(probe["overload_fraction.mean"]),
+            probe["overload_fraction.ci_high"].fillna(probe["overload_fraction.mean"]),
+            color="C1",
+            alpha=0.25,
+            linewidth=0,
+        )
         if result.endpoint_limit is not None:
             ax.axvline(result.endpoint_limit, color="C1", linestyle=":", label="endpoint limit")
         _mark_recommendation(ax, result)
-        ax.set(ylabel="fraction of attempts", title="Endpoint probe (healthy endpoint fed at the rate)")
+        ax.set(
+            ylabel="fraction of attempts", title="Endpoint probe (healthy endpoint fed at the rate)"
+        )
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("invocation_rate_limit_per_second")
@@ -200,8 +232,12 @@ def plot_sensitivity(result: SensitivityResult, metrics: Sequence[str] | None = 
     """Tornado chart: per metric, the range of % change from baseline each assumption causes."""
     table = result.table()
     metrics = list(metrics or dict.fromkeys(table["metric"]))
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(8, 1.2 + 0.45 * len(result.settings) * len(metrics)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(metrics),
+        1,
+        figsize=(8, 1.2 + 0.45 * len(result.settings) * len(metrics)),
+        squeeze=False,
+    )
     for ax, metric in zip(axes[:, 0], metrics, strict=True):
         rows = table[table["metric"] == metric]
         # from a zero baseline any change is infinite in %: drawn to the edge
@@ -211,7 +247,10 @@ def plot_sensitivity(result: SensitivityResult, metrics: Sequence[str] | None = 
         ax.barh(positions, high - low, left=low, color="C0", alpha=0.7)
         ax.axvline(0, color="k", linewidth=1)
         ax.set_yticks(positions, [s.split(".")[-1] for s in rows["setting"]])
-        ax.set(title=f"{metric} (baseline {_fmt(rows['baseline'].iloc[0])})", xlabel="% change from baseline")
+        ax.set(
+            title=f"{metric} (baseline {_fmt(rows['baseline'].iloc[0])})",
+            xlabel="% change from baseline",
+        )
         ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig
@@ -270,7 +309,9 @@ def write_folder(out_dir: Path, fill: Callable[[Path], None]) -> Path:
     return out_dir
 
 
-def write_sweep_report(result: SweepResult, out_dir: Path, metrics: Sequence[str] | None = None) -> Path:
+def write_sweep_report(
+    result: SweepResult, out_dir: Path, metrics: Sequence[str] | None = None
+) -> Path:
     """runs.csv (one row per grid point × replication), aggregated.csv, slo.csv, plots, report.md."""
     metrics = [m for m in (metrics or SWEEP_METRICS) if m in result.metric_names]
 
@@ -279,7 +320,9 @@ def write_sweep_report(result: SweepResult, out_dir: Path, metrics: Sequence[str
         result.aggregated.to_csv(folder / "aggregated.csv", index=False)
         slo = result.slo()
         slo.to_csv(folder / "slo.csv")
-        (folder / "scenario.yaml").write_text(yaml.safe_dump(result.scenario.resolved(), sort_keys=False))
+        (folder / "scenario.yaml").write_text(
+            yaml.safe_dump(result.scenario.resolved(), sort_keys=False)
+        )
         plots = []
         for metric in metrics:
             name = f"{_filename(metric)}.png"
@@ -298,14 +341,18 @@ def write_sweep_report(result: SweepResult, out_dir: Path, metrics: Sequence[str
     return write_folder(out_dir, fill)
 
 
-def _sweep_markdown(result: SweepResult, slo: pd.DataFrame, metrics: list[str], plots: list[str]) -> str:
+def _sweep_markdown(
+    result: SweepResult, slo: pd.DataFrame, metrics: list[str], plots: list[str]
+) -> str:
     s = result.scenario
     lines = [
-        f"# {s.name}: sweep over {', '.join(result.parameters) or 'no parameter'}", "",
+        f"# {s.name}: sweep over {', '.join(result.parameters) or 'no parameter'}",
+        "",
         f"{len(result.points)} grid points × {s.replications} replications (seed {s.seed}, "
         f"horizon {s.horizon:g} s) on {result.backend}, {result.wall_s:.1f} s. Every grid point uses "
         "the same random streams (common random numbers), so differences between points come "
-        "from the parameters.", "",
+        "from the parameters.",
+        "",
         "| " + " | ".join([*result.parameters, *metrics, "SLOs met"]) + " |",
         "|" + "---|" * (len(result.parameters) + len(metrics) + 1),
     ]
@@ -314,34 +361,44 @@ def _sweep_markdown(result: SweepResult, slo: pd.DataFrame, metrics: list[str], 
         cells = [_fmt(values[p]) for p in result.parameters]
         for metric in metrics:
             row = result.metric(metric).loc[point]
-            ci = "" if math.isnan(row["ci_low"]) else f" ({_fmt(row['ci_low'])} – {_fmt(row['ci_high'])})"
+            ci = (
+                ""
+                if math.isnan(row["ci_low"])
+                else f" ({_fmt(row['ci_low'])} – {_fmt(row['ci_high'])})"
+            )
             cells.append(_fmt(row["mean"]) + ci)
         met = slo.loc[point, "all_met"]
         cells.append("–" if isinstance(met, float) else ("yes" if met else "**no**"))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Mean (95 % CI) across replications. Files: `runs.csv`, `aggregated.csv`, "
-              "`slo.csv`, `scenario.yaml` (the base scenario).", ""]
+    lines += [
+        "",
+        "Mean (95 % CI) across replications. Files: `runs.csv`, `aggregated.csv`, "
+        "`slo.csv`, `scenario.yaml` (the base scenario).",
+        "",
+    ]
     lines += [f"![{p[:-4]}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
 
 def size_document(result: SizingResult) -> dict[str, Any]:
     """The content of size.json."""
-    return _clean({
-        "scenario": result.scenario.name,
-        "recommendation": result.sentence(),
-        "recommended_rate": result.recommended,
-        "met": result.met,
-        "binding": result.binding,
-        "monotone": result.monotone,
-        "range": {"min": result.min_rate, "max": result.max_rate, "step": result.step},
-        "replications": result.scenario.replications,
-        "slo": result.scenario.slo.model_dump(exclude_none=True),
-        "endpoint_limit": result.endpoint_limit,
-        "overload_tolerance": result.overload_tolerance,
-        "notes": result.notes,
-        "assumptions": result.scenario.assumptions(),
-    })
+    return _clean(
+        {
+            "scenario": result.scenario.name,
+            "recommendation": result.sentence(),
+            "recommended_rate": result.recommended,
+            "met": result.met,
+            "binding": result.binding,
+            "monotone": result.monotone,
+            "range": {"min": result.min_rate, "max": result.max_rate, "step": result.step},
+            "replications": result.scenario.replications,
+            "slo": result.scenario.slo.model_dump(exclude_none=True),
+            "endpoint_limit": result.endpoint_limit,
+            "overload_tolerance": result.overload_tolerance,
+            "notes": result.notes,
+            "assumptions": result.scenario.assumptions(),
+        }
+    )
 
 
 def write_size_report(result: SizingResult, out_dir: Path) -> Path:
@@ -353,14 +410,19 @@ def write_size_report(result: SizingResult, out_dir: Path) -> Path:
         result.runs.to_csv(folder / "runs.csv", index=False)
         if result.endpoint_probe is not None:
             result.endpoint_probe.to_csv(folder / "endpoint_probe.csv", index=False)
-        (folder / "scenario.yaml").write_text(yaml.safe_dump(result.scenario.resolved(), sort_keys=False))
+        (folder / "scenario.yaml").write_text(
+            yaml.safe_dump(result.scenario.resolved(), sort_keys=False)
+        )
         _save(plot_sizing(result), folder / "size.png")
         lines = [f"# {result.scenario.name}: rate-limit sizing", "", result.sentence(), ""]
         lines += [f"* {note}" for note in result.notes]
         lines += ["", _markdown_table(result.evaluations), "", "![size](size.png)", ""]
         if result.endpoint_probe is not None:
             lines += ["## Endpoint probe", "", _markdown_table(result.endpoint_probe), ""]
-        lines += ["Assumptions: " + ", ".join(f"`{k}` = {v}" for k, v in result.scenario.assumptions().items())]
+        lines += [
+            "Assumptions: "
+            + ", ".join(f"`{k}` = {v}" for k, v in result.scenario.assumptions().items())
+        ]
         (folder / "report.md").write_text("\n".join(lines) + "\n")
 
     return write_folder(out_dir, fill)
@@ -377,14 +439,25 @@ def write_sensitivity_report(result: SensitivityResult, out_dir: Path) -> Path:
         _save(plot_sensitivity(result), folder / "tornado.png")
         s = result.scenario
         lines = [
-            f"# {s.name}: sensitivity to the ASSUMPTION settings", "",
+            f"# {s.name}: sensitivity to the ASSUMPTION settings",
+            "",
             f"Each setting varied alone around the baseline, {s.replications} replications per value, "
-            "common random numbers throughout.", "",
-            "## Do the SLO verdicts hold?", "", _markdown_table(conclusions), "",
+            "common random numbers throughout.",
+            "",
+            "## Do the SLO verdicts hold?",
+            "",
+            _markdown_table(conclusions),
+            "",
         ]
         lines += [f"* skipped `{k}`: {why}" for k, why in result.skipped.items()]
-        lines += ["", "## How much each prediction moves", "", _markdown_table(result.table()), "",
-                  "![tornado](tornado.png)"]
+        lines += [
+            "",
+            "## How much each prediction moves",
+            "",
+            _markdown_table(result.table()),
+            "",
+            "![tornado](tornado.png)",
+        ]
         (folder / "report.md").write_text("\n".join(lines) + "\n")
 
     return write_folder(out_dir, fill)

@@ -107,12 +107,16 @@ class Executor:
         else:
             if not _ADDRESS.match(dask):
                 raise InputError(
-                    "--dask", None, f"expected 'local' or a scheduler address like tcp://host:8786 (got {dask!r})"
+                    "--dask",
+                    None,
+                    f"expected 'local' or a scheduler address like tcp://host:8786 (got {dask!r})",
                 )
             try:
                 client = Client(dask, timeout=10)
             except (OSError, TimeoutError) as err:
-                raise InputError("--dask", None, f"cannot reach the Dask scheduler at {dask}: {err}") from None
+                raise InputError(
+                    "--dask", None, f"cannot reach the Dask scheduler at {dask}: {err}"
+                ) from None
         self._owned.append(client)
         return client
 
@@ -151,9 +155,12 @@ class Executor:
             for task, (s, batch) in enumerate(tasks):
                 yield task, run_batch(scenarios[s], batch)
         else:
-            parallel = Parallel(n_jobs=min(self.workers, len(tasks)), return_as="generator_unordered")
+            parallel = Parallel(
+                n_jobs=min(self.workers, len(tasks)), return_as="generator_unordered"
+            )
             yield from parallel(
-                delayed(_indexed_batch)(task, scenarios[s], batch) for task, (s, batch) in enumerate(tasks)
+                delayed(_indexed_batch)(task, scenarios[s], batch)
+                for task, (s, batch) in enumerate(tasks)
             )
 
     def _dask_results(

@@ -104,13 +104,21 @@ class SensitivityResult:
                 low_pct = _change_pct(defined[low_at], base)
                 high_pct = _change_pct(defined[high_at], base)
                 undefined = [str(v) for v, m in values.items() if math.isnan(m)]
-                rows.append({
-                    "setting": setting, "metric": metric, "baseline": base,
-                    "low": defined[low_at], "low_at": low_at, "high": defined[high_at], "high_at": high_at,
-                    "low_change_pct": low_pct, "high_change_pct": high_pct,
-                    "max_change_pct": max(abs(low_pct), abs(high_pct)),
-                    "undefined_at": ", ".join(undefined),
-                })
+                rows.append(
+                    {
+                        "setting": setting,
+                        "metric": metric,
+                        "baseline": base,
+                        "low": defined[low_at],
+                        "low_at": low_at,
+                        "high": defined[high_at],
+                        "high_at": high_at,
+                        "low_change_pct": low_pct,
+                        "high_change_pct": high_pct,
+                        "max_change_pct": max(abs(low_pct), abs(high_pct)),
+                        "undefined_at": ", ".join(undefined),
+                    }
+                )
         return pd.DataFrame(rows)
 
     def conclusions(self) -> pd.DataFrame:
@@ -123,10 +131,15 @@ class SensitivityResult:
                 met = {value: bool(verdicts.loc[point, slo]) for value, point in by_value.items()}
                 base = met[self.baseline[setting]]
                 flipped = [str(v) for v, m in met.items() if m != base]
-                rows.append({
-                    "setting": setting, "slo": slo, "baseline_met": base, "holds": not flipped,
-                    "flips_at": ", ".join(flipped),
-                })
+                rows.append(
+                    {
+                        "setting": setting,
+                        "slo": slo,
+                        "baseline_met": base,
+                        "holds": not flipped,
+                        "flips_at": ", ".join(flipped),
+                    }
+                )
         return pd.DataFrame(rows, columns=["setting", "slo", "baseline_met", "holds", "flips_at"])
 
     def plot(self, metrics: Sequence[str] | None = None) -> Figure:

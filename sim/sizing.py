@@ -98,7 +98,9 @@ class SizingResult:
                     "both meets the SLOs and spares the endpoint: ask the partner for capacity."
                 )
             else:
-                text += f" The endpoint absorbs up to {_rate(self.endpoint_limit)}/s without overload."
+                text += (
+                    f" The endpoint absorbs up to {_rate(self.endpoint_limit)}/s without overload."
+                )
         return text
 
     def plot(self) -> Figure:
@@ -161,7 +163,9 @@ class _Lattice:
 def _check_inputs(scenario: Scenario, low: float, high: float, step: float) -> None:
     if not any(getattr(scenario.slo, name) is not None for name in SLO_METRICS):
         raise InputError(
-            scenario.name, "slo", "the scenario sets no SLO; give one, e.g. --slo max_p99_delivery_delay=15m"
+            scenario.name,
+            "slo",
+            "the scenario sets no SLO; give one, e.g. --slo max_p99_delivery_delay=15m",
         )
     if not 0 < low <= high:
         raise InputError("--min/--max", None, f"need 0 < min ≤ max (got {low:g}, {high:g})")
@@ -196,8 +200,11 @@ def size_rate_limit(
     """
     slo_overrides = {f"slo.{name}": value for name, value in (slo or {}).items()}
     base = prepare(
-        scenario, {**(overrides or {}), **slo_overrides},
-        replications=replications, seed=seed, horizon=horizon,
+        scenario,
+        {**(overrides or {}), **slo_overrides},
+        replications=replications,
+        seed=seed,
+        horizon=horizon,
     )
     default_low, default_high = default_range(base)
     low = default_low if min_rate is None else float(min_rate)
@@ -212,9 +219,16 @@ def size_rate_limit(
         search = _SloSearch(base, lattice, executor, progress)
         recommended, binding, monotone = search.run(coarse_points)
         result = SizingResult(
-            scenario=base, min_rate=low, max_rate=lattice.rate(lattice.last), step=step,
-            evaluations=search.table(), runs=search.all_runs(), recommended=recommended,
-            binding=binding, monotone=monotone, overload_tolerance=overload_tolerance,
+            scenario=base,
+            min_rate=low,
+            max_rate=lattice.rate(lattice.last),
+            step=step,
+            evaluations=search.table(),
+            runs=search.all_runs(),
+            recommended=recommended,
+            binding=binding,
+            monotone=monotone,
+            overload_tolerance=overload_tolerance,
         )
         if recommended is not None:
             result.notes += _undrained(search, base, recommended)
@@ -255,7 +269,9 @@ def _undrained(search: _SloSearch, base: Scenario, rate: float) -> list[str]:
 class _SloSearch:
     """Coarse grid then bisection for the smallest lattice rate meeting every SLO."""
 
-    def __init__(self, base: Scenario, lattice: _Lattice, executor: Executor, progress: Progress | None) -> None:
+    def __init__(
+        self, base: Scenario, lattice: _Lattice, executor: Executor, progress: Progress | None
+    ) -> None:
         self.base, self.lattice, self.executor, self.progress = base, lattice, executor, progress
         self.verdicts: dict[int, list[dict[str, Any]]] = {}
         self.metrics: dict[int, pd.DataFrame] = {}
@@ -339,7 +355,12 @@ class _EndpointProbe:
     """The largest lattice rate a healthy endpoint with its capacity absorbs without overload."""
 
     def __init__(
-        self, base: Scenario, lattice: _Lattice, executor: Executor, tolerance: float, horizon: float
+        self,
+        base: Scenario,
+        lattice: _Lattice,
+        executor: Executor,
+        tolerance: float,
+        horizon: float,
     ) -> None:
         self.lattice, self.executor, self.tolerance = lattice, executor, tolerance
         self.horizon = horizon = min(horizon, base.horizon)

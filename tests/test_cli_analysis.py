@@ -41,7 +41,9 @@ def test_parse_vary():
     assert parse_vary("d=0.5:1:0.25") == ("d", [0.5, 0.75, 1.0])
     assert parse_vary("cap=1m, 5m") == ("cap", ["1m", "5m"])
     assert parse_vary("endpoint.responses={200: 1.0},{200: 0.9, 503: 0.1}") == (
-        "endpoint.responses", [{200: 1.0}, {200: 0.9, 503: 0.1}])
+        "endpoint.responses",
+        [{200: 1.0}, {200: 0.9, 503: 0.1}],
+    )
     for bad in ("novalue", "=1,2", "a=", "a=5:1:1", "a=[1"):
         with pytest.raises(InputError):
             parse_vary(bad)
@@ -49,13 +51,33 @@ def test_parse_vary():
 
 def test_sweep_writes_csvs_plots_and_report(path: Path, tmp_path: Path):
     out = tmp_path / "sweep"
-    result = runner.invoke(app, ["sweep", str(path), "--vary", f"{RATE}=25,40", "--vary",
-                                 "destination.burst_capacity=1,30", "--workers", "2",
-                                 "--metric", "delivery_delay_s.p99", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            str(path),
+            "--vary",
+            f"{RATE}=25,40",
+            "--vary",
+            "destination.burst_capacity=1,30",
+            "--workers",
+            "2",
+            "--metric",
+            "delivery_delay_s.p99",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     names = {p.name for p in out.iterdir()}
-    assert {"runs.csv", "aggregated.csv", "slo.csv", "report.md", "delivery_delay_s.p99.png",
-            "delivery_delay_s.p99-heatmap.png"} <= names
+    assert {
+        "runs.csv",
+        "aggregated.csv",
+        "slo.csv",
+        "report.md",
+        "delivery_delay_s.p99.png",
+        "delivery_delay_s.p99-heatmap.png",
+    } <= names
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 4 * 2 and set(runs["replication"]) == {0, 1}
     assert "4 points × 2 replications" in result.output
@@ -63,8 +85,21 @@ def test_sweep_writes_csvs_plots_and_report(path: Path, tmp_path: Path):
 
 def test_sweep_default_folder_is_named_after_the_scenario(path: Path, tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["sweep", str(path), "--vary", f"{RATE}=30", "--workers", "1",
-                                 "--horizon", "2m", "--replications", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            str(path),
+            "--vary",
+            f"{RATE}=30",
+            "--workers",
+            "1",
+            "--horizon",
+            "2m",
+            "--replications",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "reports" / "tiny-sweep" / "runs.csv").exists()
 
@@ -74,7 +109,10 @@ def test_sweep_default_folder_is_named_after_the_scenario(path: Path, tmp_path: 
     [
         (["--vary", "destination.nope=1,2"], "destination.nope: unknown key"),
         (["--vary", "novalue"], "expected key.path=v1,v2"),
-        (["--vary", f"{RATE}=10", "--dask", "not an address"], "--dask: expected 'local' or a scheduler"),
+        (
+            ["--vary", f"{RATE}=10", "--dask", "not an address"],
+            "--dask: expected 'local' or a scheduler",
+        ),
         (["--vary", f"{RATE}=-5"], RATE),
     ],
 )
@@ -88,11 +126,29 @@ def test_sweep_bad_input_is_one_line_and_exit_2(path: Path, tmp_path: Path, args
 
 def test_size_exits_1_and_names_the_binding_slo_when_no_rate_meets(path: Path, tmp_path: Path):
     out = tmp_path / "size"
-    result = runner.invoke(app, ["size", str(path), "--slo", "max_p99_delivery_delay=1s",
-                                 "--min", "20", "--max", "40", "--step", "10", "--workers", "1",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "size",
+            str(path),
+            "--slo",
+            "max_p99_delivery_delay=1s",
+            "--min",
+            "20",
+            "--max",
+            "40",
+            "--step",
+            "10",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 1, result.output
-    assert "No rate limit in [20, 40]" in result.output and "max_p99_delivery_delay" in result.output
+    assert (
+        "No rate limit in [20, 40]" in result.output and "max_p99_delivery_delay" in result.output
+    )
     assert (out / "size.json").exists() and (out / "size.png").exists()
 
 
@@ -103,11 +159,13 @@ def test_size_bad_slo_name_is_exit_2(path: Path):
 
 def test_sensitivity_writes_its_folder(path: Path, tmp_path: Path):
     out = tmp_path / "sens"
-    result = runner.invoke(app, ["sensitivity", str(path), "--horizon", "3m", "--workers", "2",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["sensitivity", str(path), "--horizon", "3m", "--workers", "2", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert {"runs.csv", "sensitivity.csv", "conclusions.csv", "tornado.png", "report.md"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }
     report = (out / "report.md").read_text()
     assert "destination.throttle_order" in report and "Do the SLO verdicts hold?" in report
 

@@ -32,7 +32,9 @@ def test_every_public_name_resolves_to_the_object_not_a_submodule():
 def test_analysis_signatures():
     sweep = inspect.signature(sim.sweep).parameters
     assert list(sweep)[:3] == ["scenario", "grid", "overrides"]
-    assert {"replications", "seed", "horizon", "workers", "dask", "batch_size", "progress"} <= set(sweep)
+    assert {"replications", "seed", "horizon", "workers", "dask", "batch_size", "progress"} <= set(
+        sweep
+    )
     size = inspect.signature(sim.size_rate_limit).parameters
     assert list(size)[:2] == ["scenario", "overrides"]
     assert {"slo", "min_rate", "max_rate", "step", "replications", "workers", "dask"} <= set(size)

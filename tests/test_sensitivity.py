@@ -10,17 +10,26 @@ from sim.sensitivity import baseline_values, default_ranges, sensitivity
 from tests.helpers import scenario
 
 SETTINGS = [
-    "destination.burst_capacity", "destination.throttle_order", "retry_policy.backoff.base",
-    "retry_policy.backoff.multiplier", "retry_policy.backoff.cap", "retry_policy.backoff.jitter",
+    "destination.burst_capacity",
+    "destination.throttle_order",
+    "retry_policy.backoff.base",
+    "retry_policy.backoff.multiplier",
+    "retry_policy.backoff.cap",
+    "retry_policy.backoff.jitter",
 ]
 
 
 def burst_scenario(**overrides):
     """A burst over the limit and an endpoint that never errs: the backoff cannot matter."""
     data = dict(
-        name="sens", horizon=600, replications=3, seed=6,
-        arrivals=[{"kind": "constant", "rate_per_second": 10},
-                  {"kind": "burst", "start": 60, "duration": 30, "rate_per_second": 100}],
+        name="sens",
+        horizon=600,
+        replications=3,
+        seed=6,
+        arrivals=[
+            {"kind": "constant", "rate_per_second": 10},
+            {"kind": "burst", "start": 60, "duration": 30, "rate_per_second": 100},
+        ],
         destination={"invocation_rate_limit_per_second": 40},
         endpoint={"latency": {"kind": "constant", "value": 0.05}},
         slo={"max_p99_delivery_delay": 60},
@@ -71,7 +80,9 @@ def test_throttle_order_and_burst_move_the_delay(result):
     p99 = table.loc[("destination.burst_capacity", "delivery_delay_s.p99")]
     assert p99["max_change_pct"] > 0 and p99["low_at"] == 200.0  # a bigger bucket drains faster
     order = table.loc[("destination.throttle_order", "delivery_delay_s.p99")]
-    assert order["high_at"] == "lifo" and order["max_change_pct"] > 50  # newest-first starves the oldest
+    assert (
+        order["high_at"] == "lifo" and order["max_change_pct"] > 50
+    )  # newest-first starves the oldest
     flips = result.conclusions().set_index("setting").loc["destination.throttle_order"]
     assert flips["baseline_met"] and not flips["holds"] and flips["flips_at"] == "lifo"
 
@@ -92,7 +103,10 @@ def test_values_the_model_cannot_run_are_skipped_with_a_note(monkeypatch):
         return real(s, replication, *args, **kwargs)
 
     monkeypatch.setattr(sensitivity_module, "run_one", no_lifo)
-    ranges = {"destination.throttle_order": ["fifo", "lifo"], "retry_policy.backoff.jitter": ["full", "none"]}
+    ranges = {
+        "destination.throttle_order": ["fifo", "lifo"],
+        "retry_policy.backoff.jitter": ["full", "none"],
+    }
     partial = sensitivity(burst_scenario(replications=2), ranges=ranges, workers=1)
     assert "destination.throttle_order" not in partial.points
     assert partial.skipped == {

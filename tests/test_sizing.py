@@ -34,8 +34,9 @@ def test_issue_sim_size_recommends_the_md1_rate_within_its_step(tmp_path: Path):
     path = tmp_path / "md1.yaml"
     path.write_text(MD1)
     out = tmp_path / "md1-size"
-    result = runner.invoke(app, ["size", str(path), "--min", "82.5", "--max", "200", "--step", "5",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["size", str(path), "--min", "82.5", "--max", "200", "--step", "5", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     theory = md1_rate_for_wait_quantile(80, 0.99, 0.05)
     assert theory == pytest.approx(118.294, abs=1e-3)
@@ -43,16 +44,23 @@ def test_issue_sim_size_recommends_the_md1_rate_within_its_step(tmp_path: Path):
     assert abs(document["recommended_rate"] - theory) <= 5
     assert document["binding"] == ["max_p99_delivery_delay"] and document["monotone"]
     assert "Set invocation_rate_limit_per_second to" in result.output
-    assert {"size.png", "evaluations.csv", "runs.csv", "report.md"} <= {p.name for p in out.iterdir()}
+    assert {"size.png", "evaluations.csv", "runs.csv", "report.md"} <= {
+        p.name for p in out.iterdir()
+    }
 
 
 def capacity_scenario(**overrides):
     """Poisson 30/s to an endpoint with 5 servers (and 5 queue places) of 100 ms: it serves 50/s."""
     data = dict(
-        name="cap", horizon=300, replications=3, seed=2,
+        name="cap",
+        horizon=300,
+        replications=3,
+        seed=2,
         arrivals=[{"kind": "constant", "rate_per_second": 30}],
-        endpoint={"latency": {"kind": "constant", "value": 0.1},
-                  "capacity": {"concurrency": 5, "queue": 5}},
+        endpoint={
+            "latency": {"kind": "constant", "value": 0.1},
+            "capacity": {"concurrency": 5, "queue": 5},
+        },
         slo={"max_p99_delivery_delay": 1},
     )
     data.update(overrides)
@@ -73,20 +81,29 @@ def test_endpoint_probe_finds_concurrency_over_latency():
 def test_no_rate_meets_the_slos_says_which_binds():
     result = size_rate_limit(
         capacity_scenario(endpoint={"latency": {"kind": "constant", "value": 0.3}}),
-        slo={"max_p99_delivery_delay": 0.2}, min_rate=20, max_rate=60, step=10, workers=1,
+        slo={"max_p99_delivery_delay": 0.2},
+        min_rate=20,
+        max_rate=60,
+        step=10,
+        workers=1,
     )
     assert not result.met and result.recommended is None
     assert result.binding == ["max_p99_delivery_delay"]
-    assert "No rate limit in [20, 60]" in result.sentence() and "max_p99_delivery_delay" in result.sentence()
+    assert (
+        "No rate limit in [20, 60]" in result.sentence()
+        and "max_p99_delivery_delay" in result.sentence()
+    )
 
 
 def test_not_monotone_when_higher_rates_overload_the_endpoint():
     """Without retries an overload answer is dead-lettered: too low a rate fails the delay SLO,
     too high a rate lets Poisson clumps through and overloads the endpoint (DLQ SLO)."""
     s = capacity_scenario(
-        horizon=300, destination={"invocation_rate_limit_per_second": 30, "burst_capacity": 1},
+        horizon=300,
+        destination={"invocation_rate_limit_per_second": 30, "burst_capacity": 1},
         endpoint={"latency": {"kind": "constant", "value": 0.1}, "capacity": {"concurrency": 8}},
-        retry_policy={"maximum_retry_attempts": 0}, dead_letter_queue=True,
+        retry_policy={"maximum_retry_attempts": 0},
+        dead_letter_queue=True,
         slo={"max_p99_delivery_delay": 1, "max_dlq_fraction": 0},
     )
     result = size_rate_limit(s, min_rate=20, max_rate=200, step=10, workers=2)

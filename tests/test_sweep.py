@@ -24,9 +24,14 @@ GRID = {RATE: [25, 40], MIX: [{200: 1.0}, {200: 0.9, 503: 0.1}]}
 def base():
     """10 minutes, a burst over the limit, some retries: cheap but every metric is exercised."""
     return scenario(
-        name="grid", horizon=600, replications=3, seed=4,
-        arrivals=[{"kind": "constant", "rate_per_second": 15},
-                  {"kind": "burst", "start": 60, "duration": 60, "rate_per_second": 60}],
+        name="grid",
+        horizon=600,
+        replications=3,
+        seed=4,
+        arrivals=[
+            {"kind": "constant", "rate_per_second": 15},
+            {"kind": "burst", "start": 60, "duration": 60, "rate_per_second": 60},
+        ],
         destination={"invocation_rate_limit_per_second": 30},
         endpoint={"latency": {"kind": "lognormal", "median": 0.05, "p99": 0.4}},
         dead_letter_queue=True,
@@ -41,8 +46,12 @@ def local():
 
 def test_expand_grid_is_the_cartesian_product_first_key_slowest():
     assert expand_grid({"a": [1, 2], "b": ["x", "y", "z"]}) == [
-        {"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 1, "b": "z"},
-        {"a": 2, "b": "x"}, {"a": 2, "b": "y"}, {"a": 2, "b": "z"},
+        {"a": 1, "b": "x"},
+        {"a": 1, "b": "y"},
+        {"a": 1, "b": "z"},
+        {"a": 2, "b": "x"},
+        {"a": 2, "b": "y"},
+        {"a": 2, "b": "z"},
     ]
     with pytest.raises(InputError, match="at least one value"):
         expand_grid({"a": []})
@@ -84,15 +93,20 @@ def test_identical_numbers_whatever_workers_and_batches(local):
 def test_identical_numbers_on_a_dask_cluster_by_address(local):
     """As `--dask tcp://host:8786` does: connect to a running scheduler by its address."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
         assert cluster.scheduler_address.startswith("tcp://")
         on_dask = sweep(base(), GRID, dask=cluster.scheduler_address, batch_size=2)
-        assert on_dask.backend.startswith(f"Dask cluster at {cluster.scheduler_address} (2 workers)")
+        assert on_dask.backend.startswith(
+            f"Dask cluster at {cluster.scheduler_address} (2 workers)"
+        )
         with distributed.Client(cluster) as client:  # a Client is used as given
             again = sweep(base(), {RATE: [25]}, dask=client, batch_size=3)
     pd.testing.assert_frame_equal(on_dask.runs, local.runs, check_exact=True)
-    first = local.runs[local.runs["point"] == 0].drop(columns=MIX)  # rate 25, all 200 = the base mix
+    first = local.runs[local.runs["point"] == 0].drop(
+        columns=MIX
+    )  # rate 25, all 200 = the base mix
     pd.testing.assert_frame_equal(again.runs, first, check_exact=True)
 
 
@@ -104,7 +118,9 @@ def test_dask_local_starts_and_stops_its_own_cluster():
 
 
 def test_resolved_values_and_bad_keys():
-    result = sweep(base(), {"retry_policy.backoff.cap": ["1m", "5m"]}, workers=1, replications=1, horizon=60)
+    result = sweep(
+        base(), {"retry_policy.backoff.cap": ["1m", "5m"]}, workers=1, replications=1, horizon=60
+    )
     assert list(result.runs["retry_policy.backoff.cap"]) == [60.0, 300.0]
     with pytest.raises(InputError, match="destination.nope"):
         sweep(base(), {"destination.nope": [1]}, workers=1)
@@ -133,8 +149,15 @@ def test_plots(local):
 def test_report_folder(local, tmp_path: Path):
     folder = write_sweep_report(local, tmp_path / "grid-sweep", metrics=["delivery_delay_s.p99"])
     names = {p.name for p in folder.iterdir()}
-    assert {"runs.csv", "aggregated.csv", "slo.csv", "scenario.yaml", "report.md",
-            "delivery_delay_s.p99.png", "delivery_delay_s.p99-heatmap.png"} <= names
+    assert {
+        "runs.csv",
+        "aggregated.csv",
+        "slo.csv",
+        "scenario.yaml",
+        "report.md",
+        "delivery_delay_s.p99.png",
+        "delivery_delay_s.p99-heatmap.png",
+    } <= names
     runs = pd.read_csv(folder / "runs.csv")
     assert len(runs) == 12 and runs["events_arrived"].sum() == local.runs["events_arrived"].sum()
     aggregated = pd.read_csv(folder / "aggregated.csv")

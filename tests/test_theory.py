@@ -53,19 +53,25 @@ def test_distribution_matches_a_long_lindley_simulation(load):
 def test_model_delivery_delay_is_the_md1_wait():
     """Poisson 80/s, limit 100/s, burst 1: the model's delay quantiles are the M/D/1 quantiles."""
     s = scenario(
-        horizon=1800, replications=4, seed=11,
+        horizon=1800,
+        replications=4,
+        seed=11,
         arrivals=[{"kind": "constant", "rate_per_second": 80}],
         destination={"invocation_rate_limit_per_second": 100, "burst_capacity": 1},
     )
     metrics = simulate(s, workers=1).metrics["mean"]
     for q, name in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
-        assert metrics[f"delivery_delay_s.{name}"] == pytest.approx(md1_wait_quantile(q, 80, 100), rel=0.03)
+        assert metrics[f"delivery_delay_s.{name}"] == pytest.approx(
+            md1_wait_quantile(q, 80, 100), rel=0.03
+        )
 
 
 def test_rate_for_a_wait_quantile_inverts_the_quantile():
     rate = md1_rate_for_wait_quantile(80, 0.99, 0.05)
     assert md1_wait_quantile(0.99, 80, rate) == pytest.approx(0.05, rel=1e-6)
-    assert md1_wait_quantile(0.99, 80, rate * 0.99) > 0.05 > md1_wait_quantile(0.99, 80, rate * 1.01)
+    assert (
+        md1_wait_quantile(0.99, 80, rate * 0.99) > 0.05 > md1_wait_quantile(0.99, 80, rate * 1.01)
+    )
 
 
 def test_unstable_or_bad_arguments_are_refused():

@@ -24,19 +24,27 @@ SLO_NAMES = ("max_p99_delivery_delay", "max_dropped_fraction", "max_dlq_fraction
 
 ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)]
 SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="Override a scenario key: key.path=value (repeatable).")
+    list[str] | None,
+    typer.Option("--set", help="Override a scenario key: key.path=value (repeatable)."),
 ]
-Replications = Annotated[int | None, typer.Option(help="Replications per point (default: scenario's).")]
+Replications = Annotated[
+    int | None, typer.Option(help="Replications per point (default: scenario's).")
+]
 Seed = Annotated[int | None, typer.Option(help="Root random seed (default: scenario's).")]
 Horizon = Annotated[str | None, typer.Option(help="Simulated time, e.g. 6h (default: scenario's).")]
 Workers = Annotated[
-    int | None, typer.Option(help="Local worker processes, or LocalCluster workers (default: all cores).")
+    int | None,
+    typer.Option(help="Local worker processes, or LocalCluster workers (default: all cores)."),
 ]
 Dask = Annotated[
     str | None,
-    typer.Option(help="Run on Dask: a scheduler address (tcp://host:8786) or 'local' for a LocalCluster."),
+    typer.Option(
+        help="Run on Dask: a scheduler address (tcp://host:8786) or 'local' for a LocalCluster."
+    ),
 ]
-Out = Annotated[Path | None, typer.Option(help="Output folder (default: reports/<name>-<command>).")]
+Out = Annotated[
+    Path | None, typer.Option(help="Output folder (default: reports/<name>-<command>).")
+]
 
 _RANGE = re.compile(r"^\s*(-?[\d.]+)\s*:\s*(-?[\d.]+)\s*:\s*([\d.]+)\s*$")
 
@@ -45,7 +53,9 @@ def parse_vary(item: str) -> tuple[str, list[Any]]:
     """`key.path=v1,v2,...` (values read as YAML) or `key.path=start:stop:step` (inclusive)."""
     key, sep, text = item.partition("=")
     if not sep or not key.strip() or not text.strip():
-        raise InputError("--vary", None, f"{item!r}: expected key.path=v1,v2,... or key.path=start:stop:step")
+        raise InputError(
+            "--vary", None, f"{item!r}: expected key.path=v1,v2,... or key.path=start:stop:step"
+        )
     key = key.strip()
     match = _RANGE.match(text)
     if match:
@@ -85,15 +95,25 @@ class progress_bar:
 
     def __init__(self, label: str, total: int = 100) -> None:
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(),
-            TextColumn("{task.completed:>.0f}/{task.total:.0f}" if total != 100 else "{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn(
+                "{task.completed:>.0f}/{task.total:.0f}"
+                if total != 100
+                else "{task.percentage:>3.0f}%"
+            ),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
         )
         self.label, self.total = label, total
 
     def __enter__(self) -> _Ticker:
         self.progress.start()
-        return _Ticker(self.progress, self.progress.add_task(self.label, total=self.total), self.total)
+        return _Ticker(
+            self.progress, self.progress.add_task(self.label, total=self.total), self.total
+        )
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
@@ -115,7 +135,10 @@ SHORT = {
 def _headers(keys: list[str]) -> list[str]:
     """Short column headers: a metric's short name, a key path's last part unless ambiguous."""
     lasts = [key.split(".")[-1] for key in keys]
-    return [SHORT.get(k, last if lasts.count(last) == 1 else k) for k, last in zip(keys, lasts, strict=True)]
+    return [
+        SHORT.get(k, last if lasts.count(last) == 1 else k)
+        for k, last in zip(keys, lasts, strict=True)
+    ]
 
 
 def _number(value: Any) -> str:
@@ -150,7 +173,9 @@ def sweep(
     scenario_file: ScenarioArg,
     vary: Annotated[
         list[str],
-        typer.Option(help="A parameter and its values: key.path=v1,v2,... or key.path=start:stop:step (repeatable)."),
+        typer.Option(
+            help="A parameter and its values: key.path=v1,v2,... or key.path=start:stop:step (repeatable)."
+        ),
     ],
     replications: Replications = None,
     seed: Seed = None,
@@ -158,8 +183,12 @@ def sweep(
     set_: SetOption = None,
     workers: Workers = None,
     dask: Dask = None,
-    batch_size: Annotated[int | None, typer.Option(help="Replications per task (default: balanced).")] = None,
-    metric: Annotated[list[str] | None, typer.Option(help="Metric to plot (repeatable; default: headline).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Replications per task (default: balanced).")
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option(help="Metric to plot (repeatable; default: headline).")
+    ] = None,
     out: Out = None,
 ) -> None:
     """Run a what-if grid (every combination × replications); write CSVs, plots and report.md."""
@@ -172,13 +201,30 @@ def sweep(
     grid = dict(parse_vary(item) for item in vary)
     n_points = len(expand_grid(grid))
     with progress_bar(f"sweeping {scenario.name} ({n_points} grid points)", n_points) as tick:
-        result = run_sweep(scenario, grid, replications=replications, seed=seed, horizon=horizon,
-                           workers=workers, dask=dask, batch_size=batch_size, progress=tick)
-    folder = write_sweep_report(result, out or Path("reports") / f"{result.scenario.name}-sweep", metric)
-    shown = [m for m in (metric or ["delivery_delay_s.p99", "backlog_peak", "dropped_fraction"])
-             if m in result.metric_names]
-    table = Table(title=f"{result.scenario.name}: {n_points} points × {result.scenario.replications} "
-                  f"replications on {result.backend}, {result.wall_s:.1f} s", title_justify="left")
+        result = run_sweep(
+            scenario,
+            grid,
+            replications=replications,
+            seed=seed,
+            horizon=horizon,
+            workers=workers,
+            dask=dask,
+            batch_size=batch_size,
+            progress=tick,
+        )
+    folder = write_sweep_report(
+        result, out or Path("reports") / f"{result.scenario.name}-sweep", metric
+    )
+    shown = [
+        m
+        for m in (metric or ["delivery_delay_s.p99", "backlog_peak", "dropped_fraction"])
+        if m in result.metric_names
+    ]
+    table = Table(
+        title=f"{result.scenario.name}: {n_points} points × {result.scenario.replications} "
+        f"replications on {result.backend}, {result.wall_s:.1f} s",
+        title_justify="left",
+    )
     for name in [*_headers([*result.parameters, *shown]), "SLOs"]:
         table.add_column(name, justify="right")
     slo = result.slo()
@@ -187,7 +233,11 @@ def sweep(
         cells = [_number(values[p]) for p in result.parameters]
         cells += [_number(result.metric(m).loc[point, "mean"]) for m in shown]
         met = slo.loc[point, "all_met"]
-        cells.append("–" if isinstance(met, float) else ("[green]met[/green]" if met else "[red]NOT met[/red]"))
+        cells.append(
+            "–"
+            if isinstance(met, float)
+            else ("[green]met[/green]" if met else "[red]NOT met[/red]")
+        )
         table.add_row(*cells)
     console.print(table)
     console.print(f"sweep: [bold]{folder / 'report.md'}[/bold] (runs.csv, aggregated.csv, plots)")
@@ -198,13 +248,20 @@ def size(
     scenario_file: ScenarioArg,
     slo: Annotated[
         list[str] | None,
-        typer.Option(help=f"Set an SLO: name=value, name one of {', '.join(SLO_NAMES)} (repeatable)."),
+        typer.Option(
+            help=f"Set an SLO: name=value, name one of {', '.join(SLO_NAMES)} (repeatable)."
+        ),
     ] = None,
-    min_rate: Annotated[float | None, typer.Option("--min", help="Lowest rate to consider (default 1/s).")] = None,
+    min_rate: Annotated[
+        float | None, typer.Option("--min", help="Lowest rate to consider (default 1/s).")
+    ] = None,
     max_rate: Annotated[
-        float | None, typer.Option("--max", help="Highest rate (default: twice the peak arrival rate).")
+        float | None,
+        typer.Option("--max", help="Highest rate (default: twice the peak arrival rate)."),
     ] = None,
-    step: Annotated[float | None, typer.Option(help="Rate resolution (default: a 1-2-5 step, ≤ 200 rates).")] = None,
+    step: Annotated[
+        float | None, typer.Option(help="Rate resolution (default: a 1-2-5 step, ≤ 200 rates).")
+    ] = None,
     replications: Replications = None,
     seed: Seed = None,
     horizon: Horizon = None,
@@ -212,7 +269,8 @@ def size(
     workers: Workers = None,
     dask: Dask = None,
     max_overload: Annotated[
-        float, typer.Option(help="Endpoint probe: tolerated fraction of overload answers and timeouts.")
+        float,
+        typer.Option(help="Endpoint probe: tolerated fraction of overload answers and timeouts."),
     ] = 0.0,
     out: Out = None,
 ) -> None:
@@ -224,13 +282,25 @@ def size(
     scenario = load_scenario(scenario_file, set_ or [])
     with progress_bar(f"sizing {scenario.name}") as tick:
         result = size_rate_limit(
-            scenario, slo=_pairs(slo, "--slo"), min_rate=min_rate, max_rate=max_rate, step=step,
-            replications=replications, seed=seed, horizon=horizon, workers=workers, dask=dask,
-            overload_tolerance=max_overload, progress=tick,
+            scenario,
+            slo=_pairs(slo, "--slo"),
+            min_rate=min_rate,
+            max_rate=max_rate,
+            step=step,
+            replications=replications,
+            seed=seed,
+            horizon=horizon,
+            workers=workers,
+            dask=dask,
+            overload_tolerance=max_overload,
+            progress=tick,
         )
     folder = write_size_report(result, out or Path("reports") / f"{result.scenario.name}-size")
-    table = Table(title=f"{result.scenario.name}: rates evaluated ({result.scenario.replications} "
-                  "replications each; mean [95 % CI upper])", title_justify="left")
+    table = Table(
+        title=f"{result.scenario.name}: rates evaluated ({result.scenario.replications} "
+        "replications each; mean [95 % CI upper])",
+        title_justify="left",
+    )
     table.add_column("rate/s", justify="right")
     checks = [c.removesuffix(".met") for c in result.evaluations.columns if c.startswith("max_")]
     for name in checks:
@@ -270,29 +340,55 @@ def sensitivity(
 
     scenario = load_scenario(scenario_file, set_ or [])
     with progress_bar(f"sensitivity of {scenario.name}") as tick:
-        result = run_sensitivity(scenario, replications=replications, seed=seed, horizon=horizon,
-                                 workers=workers, dask=dask, progress=tick)
-    folder = write_sensitivity_report(result, out or Path("reports") / f"{result.scenario.name}-sensitivity")
+        result = run_sensitivity(
+            scenario,
+            replications=replications,
+            seed=seed,
+            horizon=horizon,
+            workers=workers,
+            dask=dask,
+            progress=tick,
+        )
+    folder = write_sensitivity_report(
+        result, out or Path("reports") / f"{result.scenario.name}-sensitivity"
+    )
     changes = result.table()
     conclusions = result.conclusions()
-    shown = ["delivery_delay_s.p99", "backlog_peak", "dropped_fraction", "dlq_fraction", "RetryInvocationAttempts"]
-    table = Table(title=f"{result.scenario.name}: largest change of each prediction from baseline (%), "
-                  "and whether the SLO verdicts hold", title_justify="left")
+    shown = [
+        "delivery_delay_s.p99",
+        "backlog_peak",
+        "dropped_fraction",
+        "dlq_fraction",
+        "RetryInvocationAttempts",
+    ]
+    table = Table(
+        title=f"{result.scenario.name}: largest change of each prediction from baseline (%), "
+        "and whether the SLO verdicts hold",
+        title_justify="left",
+    )
     table.add_column("setting")
     table.add_column("values")
     for header in _headers(shown):
         table.add_column(header, justify="right")
     table.add_column("SLO verdicts")
     for setting, by_value in result.points.items():
-        cells = [setting.removeprefix("destination.").removeprefix("retry_policy."),
-                 ", ".join(_number(v) for v in by_value)]
+        cells = [
+            setting.removeprefix("destination.").removeprefix("retry_policy."),
+            ", ".join(_number(v) for v in by_value),
+        ]
         for metric in shown:
             rows = changes[(changes["setting"] == setting) & (changes["metric"] == metric)]
             cells.append("–" if rows.empty else _percent(rows["max_change_pct"].iloc[0]))
         verdicts = conclusions[conclusions["setting"] == setting]
         flips = verdicts[~verdicts["holds"]]
-        cells.append("–" if verdicts.empty else "hold" if flips.empty else
-                     "[red]flip[/red]: " + "; ".join(f"{r.slo} at {r.flips_at}" for r in flips.itertuples()))
+        cells.append(
+            "–"
+            if verdicts.empty
+            else "hold"
+            if flips.empty
+            else "[red]flip[/red]: "
+            + "; ".join(f"{r.slo} at {r.flips_at}" for r in flips.itertuples())
+        )
         table.add_row(*cells)
     console.print(table)
     for what, why in result.skipped.items():
