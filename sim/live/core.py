@@ -176,6 +176,8 @@ class DeliveryCore:
     async def submit(self, events: Sequence[Mapping[str, Any]], bus: str = "default") -> list[str]:
         """Accept events on an event bus: persisted with their deliveries before this returns.
 
+        Their deliveries may be dispatched before the commit completes (see the comment below).
+
         Events are EventBridge events (`id`, `source`, `detail-type`, `detail`, ...); a
         missing `id` is filled in. Returns the event ids.
         """
@@ -192,11 +194,11 @@ class DeliveryCore:
             batch.append(NewEvent(str(event["id"]), bus, _json(event), accepted_epoch, targets))
         self._submitting += 1
         self._idle.clear()
-        try:
-            ids = await self._writer.accept(batch)
-        finally:
-            self._submitting -= 1
-        self.accepted += len(batch)
+        # The deliveries are dispatched while their commit is under way (their ids are final):
+        # the commit is not in the dispatch path. The events are acknowledged (this returns)
+        # only once committed; an attempt made for an event whose commit then fails is at
+        # worst a duplicate, as the submitter, never acknowledged, sends the event again.
+        ids, committed = self._writer.accept_soon(batch)
         arrivals = []
         for new, matched, delivery_ids in zip(batch, routes, ids, strict=True):
             event = _parse(new.body)  # the stored form, exactly as a resumed delivery sees it
@@ -208,7 +210,12 @@ class DeliveryCore:
                 route.lane.push(delivery)
                 arrivals.append(arrival_at)
         self.recorder.arrivals(arrivals)
-        self._update_idle()
+        try:
+            await committed
+        finally:
+            self._submitting -= 1
+            self._update_idle()
+        self.accepted += len(batch)
         return [new.event_id for new in batch]
 
     def match(self, event: Mapping[str, Any], bus: str = "default") -> list[Route]:

@@ -687,3 +687,50 @@ def test_objects_alive_at_start_are_kept_out_of_the_gc_until_stop(tmp_path: Path
 
     frozen, after = run(scenario())
     assert frozen > 0 and after == 0
+
+
+def test_deliveries_are_dispatched_while_their_commit_is_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit is not in the dispatch path; submit() still returns only once committed."""
+    import threading
+
+    from sim.live.store import Store as StoreClass
+
+    release = threading.Event()
+    real_apply = StoreClass.apply
+
+    def slow_apply(self: StoreClass, operations: list[Any]) -> list[Any]:
+        if any(isinstance(op, NewEvent) for op in operations):
+            release.wait(5.0)  # the writer thread holds the commit until the request is seen
+        return real_apply(self, operations)
+
+    monkeypatch.setattr(StoreClass, "apply", slow_apply)
+
+    async def scenario() -> tuple[int, bool, list[dict[str, Any]]]:
+        async with RecordingEndpoint() as endpoint:
+            core = DeliveryCore(core_config(endpoint.url), tmp_path / "db")
+            await core.start()
+            try:
+                submitted = asyncio.create_task(core.submit([event(1)]))
+                for _ in range(200):
+                    if endpoint.requests:
+                        break
+                    await asyncio.sleep(0.01)
+                seen_before_commit = len(endpoint.requests)
+                acknowledged_early = submitted.done()
+                release.set()
+                await submitted
+                await asyncio.wait_for(core.wait_idle(), 5.0)
+            finally:
+                release.set()
+                await core.stop()
+        store = Store(tmp_path / "db")
+        try:
+            return seen_before_commit, acknowledged_early, store.deliveries()
+        finally:
+            store.close()
+
+    seen, acknowledged_early, deliveries = run(scenario())
+    assert seen == 1 and not acknowledged_early
+    assert [(d["id"], d["state"]) for d in deliveries] == [(1, "delivered")]

@@ -118,3 +118,32 @@ def test_writer_reports_a_failed_commit_to_the_waiting_caller(tmp_path: Path) ->
             await writer.close()
 
     asyncio.run(scenario())
+
+
+def test_writer_assigns_ids_before_the_commit_continuing_the_database(tmp_path: Path) -> None:
+    first = Store(tmp_path / "db")
+    first.accept(_event(1, [("rule", "t1"), ("rule", "t2")]))  # rows 1, deliveries 1-2
+    first.close()
+
+    async def scenario() -> tuple[list[list[int]], bool]:
+        writer = StoreWriter(Store(tmp_path / "db"))
+        writer.start()
+        ids, committed = writer.accept_soon([_event(2), _event(3, [("r", "a"), ("r", "b")])])
+        done_at_once = committed.done()
+        await committed
+        writer.record(Finish(ids[0][0], "delivered", 0, 1.0))  # committed without a drain
+        await asyncio.sleep(0.2)
+        other = sqlite3.connect(tmp_path / "db")
+        query = "SELECT state FROM deliveries WHERE id = ?"
+        (state,) = other.execute(query, (ids[0][0],)).fetchone()
+        other.close()
+        assert state == "delivered"
+        await writer.close()
+        return ids, done_at_once
+
+    ids, done_at_once = asyncio.run(scenario())
+    assert ids == [[3], [4, 5]] and not done_at_once
+    store = Store(tmp_path / "db")
+    rows = store.db.execute("SELECT id, event, target FROM deliveries ORDER BY id").fetchall()
+    assert rows == [(1, 1, "t1"), (2, 1, "t2"), (3, 2, "t1"), (4, 3, "a"), (5, 3, "b")]
+    store.close()
