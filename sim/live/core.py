@@ -397,8 +397,8 @@ class DeliveryCore:
             final=int(decision.final),
             final_reason=int(decision.reason),
         )
-        message = self.redact(response.message)
         if decision.final == policy.NO_FINAL:
+            message = self.redact(response.message)
             delivery.ready_at = float(decision.next_ready_at)
             delivery.retries_done += 1
             delivery.previous_backoff_s = float(backoff_s)
@@ -418,7 +418,7 @@ class DeliveryCore:
             return
         error_code = policy.error_code(response.status)
         final, reason = int(decision.final), int(decision.reason)
-        self._endings.finish(delivery, final, reason, error_code, message, complete_at)
+        self._endings.finish(delivery, final, reason, error_code, response.message, complete_at)
 
     # --- ending deliveries ----------------------------------------------------------------
 

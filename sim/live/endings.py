@@ -63,11 +63,14 @@ class Endings:
     def finish(
         self, delivery: Delivery, final: int, reason: int, error_code: str, message: str, at: float
     ) -> None:
-        """End a delivery at core time `at` with a final and reason code from `sim.policy`."""
+        """End a delivery at core time `at` with a final and reason code from `sim.policy`.
+
+        `message` may hold secrets: it is redacted here, where it is kept (the DLQ record).
+        """
         route = delivery.route
         attributes: dict[str, Any] = {}
-        message = self.redact(message)
         if final == policy.FINAL_DLQ:
+            message = self.redact(message)
             attributes = dlq_attributes(route, reason, error_code, message, delivery.retries_done)
         elif final != policy.FINAL_DELIVERED:
             reason_name = policy.REASONS[reason]
