@@ -286,8 +286,9 @@ class DeliveryCore:
             if delivery is None:
                 lane.changed.clear()
                 wait = lane.next_ready_at() - self.now()
-                try:
-                    await asyncio.wait_for(lane.changed.wait(), None if wait == math.inf else wait)
+                try:  # asyncio.timeout, not wait_for: no extra task, no extra loop iteration
+                    async with asyncio.timeout(None if wait == math.inf else wait):
+                        await lane.changed.wait()
                 except TimeoutError:
                     pass
                 continue
@@ -316,12 +317,13 @@ class DeliveryCore:
             self._schedule_age_out(delivery)
             return
         delay = dispatch_at - self.now()
-        # Sleep until the token, or at least yield: a backlog served in one go must not hold
-        # up reading the responses of attempts already in flight.
-        await asyncio.sleep(max(delay, 0.0))
+        if delay > 0:
+            await asyncio.sleep(delay)
         task = asyncio.create_task(self._attempt(lane, delivery, request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if delay <= 0:  # yield anyway: a backlog served in one go must not hold up responses
+            await asyncio.sleep(0)
 
     def _request(self, delivery: Delivery) -> HttpRequest | None:
         route = delivery.route
