@@ -1,0 +1,260 @@
+"""The comparison: is the live run a plausible draw from the model? One calibrated family test.
+
+Every compared quantity — each scalar metric, each time bin of each series, and the KS distance
+of the delivery-delay distribution — is an *item*. Each item is standardized against the model
+replications: z = (x − median) / scale, with separate scales below and above the median (the
+semi-deviations √(2·mean(min(x − median, 0)²)) and √(2·mean(max(x − median, 0)²)), equal to the
+standard deviation for a symmetric distribution, at least a floor: one event, 1 ms, 0.001 of KS
+distance), so skewed metrics, point masses (a rate pinned at the limit) and rare events are on
+one footing. The family statistic is T = max |z| over all items.
+
+T is calibrated on the model itself: each model replication in turn is held out, standardized
+against the others (leave-one-out; its KS distance is taken against the pool of the others),
+and its T recorded. Under the hypothesis that the live run is one more draw from the model,
+the live T and these N values are exchangeable, so with c = the ⌈(1 − α)(N + 1)⌉-th smallest
+of them, P(T_live > c) ≤ α: a correct model FAILs at most α = 5 % of the time, whatever the
+number of items and however they are correlated. Each item's prediction interval is
+median − c·scale_low … median + c·scale_high (simultaneous at 95 %), and the live value must
+lie inside every one. Delays are tested this way (KS distance against the pooled model delays,
+calibrated by held-out replications) because their autocorrelation within a run makes plain
+KS p-values anti-conservative; the plain p-value is reported for information only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.validation.observe import SCALARS, SERIES, Observation
+
+ALPHA = 0.05
+MIN_REPLICATIONS = 100
+DELAY_FLOOR_S = 0.001
+COUNT_FLOOR = 1.0
+KS_FLOOR = 0.001
+KS_ITEM = "delivery_delay_s.ks_distance"
+
+
+@dataclass
+class Items:
+    """Values of every compared item: one row per run, one column per item."""
+
+    names: list[str]
+    floors: np.ndarray
+    one_sided: np.ndarray  # only values above the median are deviations (KS distance)
+    values: np.ndarray  # (runs, items)
+
+
+@dataclass
+class Standard:
+    """Median and lower/upper scales of each item across model replications."""
+
+    median: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def of(cls, values: np.ndarray, floors: np.ndarray) -> Standard:
+        median = np.nanmedian(values, axis=0)
+        dev = values - median
+        with np.errstate(invalid="ignore"):
+            low = np.sqrt(2 * np.nanmean(np.minimum(dev, 0.0) ** 2, axis=0))
+            high = np.sqrt(2 * np.nanmean(np.maximum(dev, 0.0) ** 2, axis=0))
+        return cls(median, np.fmax(low, floors), np.fmax(high, floors))
+
+    def z(self, x: np.ndarray, one_sided: np.ndarray) -> np.ndarray:
+        """Signed standardized deviations (0 where both are NaN, inf where only one is)."""
+        with np.errstate(invalid="ignore"):
+            dev = x - self.median
+            z = np.where(dev >= 0, dev / self.high, dev / self.low)
+        z = np.where(one_sided, np.maximum(z, 0.0), z)
+        missing = np.isnan(x) | np.isnan(self.median)
+        both = np.isnan(x) & np.isnan(self.median)
+        return np.where(missing, np.where(both, 0.0, np.inf), z)
+
+
+@dataclass
+class ItemResult:
+    """One compared item: live value, model spread, simultaneous interval and verdict."""
+
+    name: str
+    live: float
+    median: float
+    pi95: tuple[float, float]  # the model's marginal 95 % prediction interval (2.5 %, 97.5 %)
+    interval: tuple[float, float]  # simultaneous interval (family level 1 − α)
+    z: float
+
+    @property
+    def inside(self) -> bool:
+        return bool(self.interval[0] <= self.live <= self.interval[1]) or (
+            math.isnan(self.live) and math.isnan(self.median)
+        )
+
+
+@dataclass
+class Comparison:
+    """The verdict of one live observation against N model replications."""
+
+    alpha: float
+    replications: int
+    critical: float  # c
+    statistic: float  # T_live
+    items: list[ItemResult]
+    held_out: np.ndarray  # T of each held-out model replication
+    ks_plain_p: float
+    delay_cdf_model: np.ndarray  # pooled model CDF on DELAY_BINS[1:]
+    delay_cdf_live: np.ndarray
+    delay_band: np.ndarray = field(default_factory=lambda: np.empty((2, 0)))  # pointwise 2.5/97.5 %
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.statistic <= self.critical)
+
+    def item(self, name: str) -> ItemResult:
+        return next(i for i in self.items if i.name == name)
+
+    def failed(self) -> list[str]:
+        """Names of the items outside their simultaneous interval."""
+        return [i.name for i in self.items if not i.inside]
+
+    def series(self, name: str) -> list[ItemResult]:
+        """The per-bin items of one series, in time order."""
+        return [i for i in self.items if i.name.startswith(f"{name}[")]
+
+
+def _floor(name: str) -> float:
+    if name == KS_ITEM:
+        return KS_FLOOR
+    return DELAY_FLOOR_S if name.startswith("delivery_delay_s") else COUNT_FLOOR
+
+
+def items_of(observations: Sequence[Observation]) -> Items:
+    """Scalars and series bins of each observation as an (runs, items) matrix (KS added later)."""
+    first = observations[0]
+    names = list(SCALARS)
+    for series in SERIES:
+        names += [f"{series}[{t:g}s]" for t in first.bin_end_s]
+    rows = [
+        np.concatenate(([obs.scalars[n] for n in SCALARS], *(obs.series[s] for s in SERIES)))
+        for obs in observations
+    ]
+    floors = np.array([_floor(n) for n in names])
+    return Items(names, floors, np.zeros(len(names), dtype=bool), np.array(rows, dtype=float))
+
+
+def _cdf(histogram: np.ndarray) -> np.ndarray:
+    total = histogram.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, np.cumsum(histogram, axis=-1) / total, 0.0)
+
+
+def _ks(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """KS distance between histograms on one grid (rows of `a` against rows of `b`)."""
+    return np.abs(_cdf(a) - _cdf(b)).max(axis=-1)
+
+
+@dataclass
+class Calibration:
+    """The model side of the test, computed once: scales, critical value, pooled delays."""
+
+    alpha: float
+    names: list[str]
+    floors: np.ndarray
+    one_sided: np.ndarray
+    values: np.ndarray  # (replications, items), KS distances last
+    standard: Standard
+    held_out: np.ndarray  # T of each held-out replication
+    critical: float
+    histograms: np.ndarray  # delay histogram per replication
+
+    @property
+    def replications(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def pooled(self) -> np.ndarray:
+        return self.histograms.sum(axis=0)
+
+    def test(self, live: Observation) -> Comparison:
+        """Compare one live observation with the model (see the module docstring)."""
+        live_values = np.append(
+            items_of([live]).values[0], _ks(live.delay_histogram.astype(float), self.pooled)
+        )
+        z_live = self.standard.z(live_values, self.one_sided)
+        pi = np.nanquantile(self.values, [0.025, 0.975], axis=0)
+        median, c = self.standard.median, self.critical
+        items = []
+        for j, name in enumerate(self.names):
+            # every item is a count, a delay or a distance: no lower limit below zero
+            low = -math.inf if self.one_sided[j] else max(0.0, median[j] - c * self.standard.low[j])
+            items.append(
+                ItemResult(
+                    name=name,
+                    live=float(live_values[j]),
+                    median=float(median[j]),
+                    pi95=(float(pi[0, j]), float(pi[1, j])),
+                    interval=(float(low), float(median[j] + c * self.standard.high[j])),
+                    z=float(z_live[j]),
+                )
+            )
+        return Comparison(
+            alpha=self.alpha,
+            replications=self.replications,
+            critical=c,
+            statistic=float(np.abs(z_live).max()),
+            items=items,
+            held_out=self.held_out,
+            ks_plain_p=_plain_ks_p(live.delay_histogram, self.pooled),
+            delay_cdf_model=_cdf(self.pooled),
+            delay_cdf_live=_cdf(live.delay_histogram.astype(float)),
+            delay_band=np.nanquantile(_cdf(self.histograms), [0.025, 0.975], axis=0),
+        )
+
+
+def calibrate(model: Sequence[Observation], alpha: float = ALPHA) -> Calibration:
+    """Scales and the critical value c from N model replications, each held out in turn."""
+    n = len(model)
+    if n < MIN_REPLICATIONS:
+        raise ValueError(f"{n} model replications; at least {MIN_REPLICATIONS} are needed")
+    items = items_of(model)
+    histograms = np.array([obs.delay_histogram for obs in model], dtype=float)
+    ks = _ks(histograms, histograms.sum(axis=0) - histograms)
+    values = np.column_stack((items.values, ks))
+    floors = np.append(items.floors, KS_FLOOR)
+    one_sided = np.append(items.one_sided, True)
+    held_out = np.empty(n)
+    for i in range(n):
+        standard = Standard.of(np.delete(values, i, axis=0), floors)
+        held_out[i] = np.abs(standard.z(values[i], one_sided)).max()
+    k = math.ceil((1 - alpha) * (n + 1))
+    return Calibration(
+        alpha=alpha,
+        names=[*items.names, KS_ITEM],
+        floors=floors,
+        one_sided=one_sided,
+        values=values,
+        standard=Standard.of(values, floors),
+        held_out=held_out,
+        critical=float(np.sort(held_out)[k - 1]),
+        histograms=histograms,
+    )
+
+
+def compare(model: Sequence[Observation], live: Observation, alpha: float = ALPHA) -> Comparison:
+    """Test the live observation against model replications (see the module docstring)."""
+    return calibrate(model, alpha).test(live)
+
+
+def _plain_ks_p(live: np.ndarray, pooled: np.ndarray) -> float:
+    """The textbook two-sample KS p-value (i.i.d. assumption), for information only."""
+    from scipy import stats
+
+    n, m = float(live.sum()), float(pooled.sum())
+    if n == 0 or m == 0:
+        return math.nan
+    distance = float(_ks(live.astype(float), pooled))
+    effective = n * m / (n + m)
+    return float(stats.kstwo.sf(distance, max(1, round(effective))))

@@ -1,0 +1,154 @@
+"""The live run: load generator → delivery core → local endpoint, over HTTP on 127.0.0.1.
+
+All three share one time zero (a `time.monotonic()` instant), so the core's attempt records,
+the endpoint's request log and the schedule of arrivals are on one clock. The core gets a
+fresh SQLite database in a temporary folder. The run stops at the scenario's horizon, as the
+model does: attempts dispatched before it may finish (up to the client timeout), and what is
+still waiting stays pending. (The core runs a little past the horizon; `observe` drops what
+was dispatched after it.)
+
+The live realization uses replication index `LIVE_REPLICATION` (far from the model's 0..N−1)
+for its arrivals, the endpoint's draws and the core's backoff jitter, so it is reproducible up
+to timing noise and independent of every model replication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sqlite3
+import tempfile
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.endpoint_model import service_quantile
+from sim.live import loops
+from sim.live.config import build_config, config_for_scenario
+from sim.live.core import DeliveryCore
+from sim.live.endpoint_server import EndpointServer, RequestRecord
+from sim.live.resources import CoreConfig
+from sim.records import Chunk, concat
+from sim.scenario import Scenario
+from sim.validation.loadgen import LoadGenerator, arrival_times
+from sim.validation.observe import Collector
+
+LIVE_REPLICATION = 10_000
+"""Replication index of the live realization (random streams disjoint from the model's)."""
+
+EVENT_HEADER = "x-sim-event"
+"""Request header carrying the event's id (its arrival index), to match requests to attempts."""
+
+START_DELAY_S = 0.5
+"""Time zero is this far after setup begins, so the first arrivals are not late."""
+
+STOP_AFTER_HORIZON_S = 1.0
+"""Dispatching stops this long after the horizon, so attempts the core made late (but whose
+overhead-corrected dispatch falls before the horizon) are still recorded."""
+
+
+@dataclass
+class LiveRun:
+    """What the live run produced, on one clock (seconds since time zero)."""
+
+    scenario: Scenario
+    replication: int
+    scheduled_at: np.ndarray  # arrival schedule, per event index
+    submitted_at: np.ndarray  # when the load generator submitted each event
+    arrival_times: np.ndarray  # arrivals as the core recorded them (one per delivery)
+    records: Chunk  # the core's attempt records until it stopped (just after the horizon)
+    requests: list[RequestRecord]  # the endpoint's request log, arrival order
+    event_of_delivery: dict[int, int]  # delivery id -> event index
+    wall_s: float
+    loop: str = "asyncio"  # the event loop core and endpoint ran on
+
+    @property
+    def horizon(self) -> float:
+        return self.scenario.horizon
+
+
+def validation_config(scenario: Scenario, endpoint_url: str) -> CoreConfig:
+    """`config_for_scenario`, plus a header carrying each event's id (read by JSON path)."""
+    data = config_for_scenario(scenario, endpoint_url).model_dump(mode="json", exclude_none=True)
+    target = data["Rules"][0]["Targets"][0]
+    target.setdefault("HttpParameters", {}).setdefault("HeaderParameters", {})
+    target["HttpParameters"]["HeaderParameters"][EVENT_HEADER] = "$.id"
+    return build_config(data, source=f"scenario {scenario.name}", environ={})
+
+
+def run_live(
+    scenario: Scenario,
+    *,
+    replication: int = LIVE_REPLICATION,
+    loop: str | None = None,
+    workdir: Path | None = None,
+) -> LiveRun:
+    """Run the scenario live for its horizon (real time) and return its records and logs.
+
+    `loop` is the event loop kind core and endpoint share (`sim.live.loops`; default: the
+    core's default, uvloop when installed). Objects alive before the run are frozen out of the
+    garbage collector meanwhile (full collections over the whole heap otherwise stall the
+    event loop for tens of ms).
+    """
+    name = loops.check_loop(loop)
+    gc.collect()
+    gc.freeze()
+    try:
+        with tempfile.TemporaryDirectory(prefix="sim-validate-", dir=workdir) as folder:
+            run = loops.run(_run(scenario, replication, Path(folder) / "core.db"), name)
+    finally:
+        gc.unfreeze()
+    run.loop = name
+    return run
+
+
+async def _run(scenario: Scenario, replication: int, db_path: Path) -> LiveRun:
+    started = time.perf_counter()
+    times = arrival_times(scenario, replication)
+    t0 = time.monotonic() + START_DELAY_S
+    endpoint = EndpointServer(scenario, seed=scenario.seed, replication=replication)
+    _warm_up(endpoint)
+    url = await endpoint.start("127.0.0.1", 0, t0=t0)
+    sink = Collector()
+    core = DeliveryCore(validation_config(scenario, url), db_path, sink, replication=replication)
+    try:
+        await core.start(t0=t0)
+        generator = LoadGenerator(times, core.submit, core.now)
+        await generator.run()
+        await asyncio.sleep(max(0.0, scenario.horizon + STOP_AFTER_HORIZON_S - core.now()))
+        await core.stop(grace_s=scenario.destination.timeout + 0.5)
+    finally:
+        await endpoint.stop()
+    records = concat(sink.chunks)
+    arrivals = np.concatenate(sink.arrival_times) if sink.arrival_times else np.empty(0)
+    return LiveRun(
+        scenario=scenario,
+        replication=replication,
+        scheduled_at=times,
+        submitted_at=generator.submitted_at,
+        arrival_times=arrivals,
+        records=records,
+        requests=list(endpoint.records),
+        event_of_delivery=_event_of_delivery(db_path),
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def _warm_up(endpoint: EndpointServer) -> None:
+    """Load what the endpoint loads on its first request (SciPy's quantile functions take about
+    0.3 s to import), so the first arrivals do not find the event loop blocked."""
+    for regime in endpoint.model.regimes:
+        service_quantile(regime.latency, np.array([0.5]))
+
+
+def _event_of_delivery(db_path: Path) -> dict[int, int]:
+    """Delivery id -> event index, read from the core's database after the run."""
+    with closing(sqlite3.connect(db_path)) as db:
+        rows = db.execute(
+            "SELECT deliveries.id, events.event_id FROM deliveries "
+            "JOIN events ON deliveries.event = events.id"
+        ).fetchall()
+    return {int(delivery): int(event) for delivery, event in rows}

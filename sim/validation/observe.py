@@ -1,0 +1,161 @@
+"""What validation compares: one observation per run, the same for a model replication and the
+live run, computed by the shared results code (`sim.results.Accumulator`) from attempt records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from sim import policy
+from sim.des import simulate_replication
+from sim.records import Chunk, concat
+from sim.results import Accumulator
+from sim.runner import default_workers
+from sim.scenario import Scenario
+
+OUTCOME_METRICS = {
+    f"attempts.{policy.OUTCOMES[code]}": code
+    for code in (
+        policy.DELIVERED,
+        policy.RETRY,
+        policy.FAILED,
+        policy.TIMEOUT,
+        policy.CONNECTION_ERROR,
+    )
+}
+"""Invocation attempts by outcome (`attempts.retry` = a retryable HTTP status)."""
+
+SUMMARY_METRICS = (
+    "events_arrived",
+    "RetryInvocationAttempts",
+    "events_delivered",
+    *(f"InvocationsSentToDlq.{reason}" for reason in policy.REASONS if reason is not None),
+    "events_dropped",
+    "events_pending",
+    "delivery_delay_s.p50",
+    "delivery_delay_s.p90",
+    "delivery_delay_s.p99",
+    "backlog_peak",
+    "retry_pool_peak",
+)
+"""Summary metrics compared, by their `sim.results` names."""
+
+SCALARS = (*SUMMARY_METRICS[:1], *OUTCOME_METRICS, *SUMMARY_METRICS[1:])
+
+SERIES = {
+    "backlog": "events waiting for a token (end of bin)",
+    "retry_pool": "events waiting out a retry delay (end of bin)",
+    "requests": "requests reaching the endpoint per bin",
+}
+"""Time series compared, per `sample_every` bin."""
+
+
+class Collector:
+    """A sink (for either engine) keeping arrival times and attempt-record chunks as they come."""
+
+    def __init__(self) -> None:
+        self.arrival_times: list[np.ndarray] = []
+        self.chunks: list[Chunk] = []
+
+    def arrivals(self, replication: int, times: np.ndarray) -> None:
+        self.arrival_times.append(np.asarray(times, dtype=float))
+
+    def attempts(self, chunk: Chunk) -> None:
+        self.chunks.append(chunk)
+
+
+@dataclass
+class Observation:
+    """One run's compared quantities: scalar metrics, per-bin series and its delay histogram."""
+
+    scalars: dict[str, float]
+    series: dict[str, np.ndarray]
+    delay_histogram: np.ndarray  # counts on `sim.results.DELAY_BINS`
+    bin_end_s: np.ndarray
+    arrivals: np.ndarray  # per bin
+    successes: np.ndarray  # per bin
+
+
+def observe(
+    scenario: Scenario,
+    replication: int,
+    arrival_times: Iterable[np.ndarray],
+    chunks: Iterable[Chunk],
+    requests_at: np.ndarray | None = None,
+) -> Observation:
+    """Summarize one run's records. `requests_at`: endpoint arrival times, if measured there
+    (live); otherwise the dispatch times of the attempts stand for them (model)."""
+    sink = Accumulator(scenario, replication)
+    for times in arrival_times:
+        sink.arrivals(replication, times)
+    records = before_horizon(concat(chunks), scenario.horizon)
+    sink.attempts(records)
+    result = sink.finish()
+    sent = ~np.isin(records["outcome"], policy.UNSENT_OUTCOMES)
+    scalars = {name: float(result.summary[name]) for name in SUMMARY_METRICS}
+    for name, code in OUTCOME_METRICS.items():
+        scalars[name] = float((sent & (records["outcome"] == code)).sum())
+    frame = result.timeseries
+    ends = frame["time_s"].to_numpy()
+    if requests_at is None:
+        requests_at = records["dispatch_at"][sent]
+    starts = np.concatenate(([0.0], ends[:-1]))
+    edges = np.append(starts, ends[-1])
+    requests = np.histogram(requests_at[requests_at < scenario.horizon], bins=edges)[0]
+    return Observation(
+        scalars={name: scalars[name] for name in SCALARS},
+        series={
+            "backlog": frame["backlog"].to_numpy(dtype=float),
+            "retry_pool": frame["retry_pool"].to_numpy(dtype=float),
+            "requests": requests.astype(float),
+        },
+        delay_histogram=result.delay_histogram,
+        bin_end_s=ends,
+        arrivals=frame["arrivals"].to_numpy(dtype=float),
+        successes=frame["successes"].to_numpy(dtype=float),
+    )
+
+
+def before_horizon(records: Chunk, horizon: float) -> Chunk:
+    """The records the model can produce: attempts dispatched, and age-outs, before the horizon."""
+    sent = ~np.isnan(records["dispatch_at"])
+    keep = np.where(sent, records["dispatch_at"] < horizon, records["complete_at"] < horizon)
+    return {name: column[keep] for name, column in records.items()}
+
+
+def observe_replication(scenario: Scenario, replication: int) -> Observation:
+    """Simulate one model replication and observe it."""
+    sink = Collector()
+    simulate_replication(scenario, replication, sink)
+    return observe(scenario, replication, sink.arrival_times, sink.chunks)
+
+
+def run_model(
+    scenario: Scenario,
+    replications: int,
+    *,
+    workers: int | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> list[Observation]:
+    """Observe model replications 0..replications−1 on `workers` processes (default: all cores)."""
+    workers = min(workers or default_workers(), replications) or 1
+    if workers == 1:
+        out = []
+        for i in range(replications):
+            out.append(observe_replication(scenario, i))
+            if progress is not None:
+                progress((i + 1) / replications)
+        return out
+    jobs = Parallel(n_jobs=workers, return_as="generator")(
+        delayed(observe_replication)(scenario, i) for i in range(replications)
+    )
+    out = []
+    for observation in jobs:
+        out.append(observation)
+        if progress is not None:
+            progress(len(out) / replications)
+    return out

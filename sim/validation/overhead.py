@@ -1,0 +1,171 @@
+"""The live core's own overhead, measured per attempt, and records corrected for it.
+
+Two overheads the model does not have (it is an ideal machine):
+
+* **dispatch lag**: live dispatch time minus the token-bucket schedule recomputed with
+  `policy.gcra_schedule` on the live ready times (oldest-ready first). It holds the ingestion
+  commit, event-loop latency and timer granularity.
+* **client excess**: the request latency the client saw minus what the endpoint says it spent
+  (queue wait + service, or the client timeout when that came first). It holds connection
+  setup, request/response transfer and the endpoint's own scheduling latency.
+
+`corrected_records` re-times the live attempts on an ideal core — token-bucket dispatch,
+the endpoint's own response times, the same waits between attempts — keeping every decision
+and every endpoint response as it happened live.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sim import policy
+from sim.live.endpoint_server import RequestRecord
+from sim.records import Chunk
+from sim.validation.live import EVENT_HEADER, LiveRun
+
+
+@dataclass
+class Overhead:
+    """Per-attempt overhead of a live run, aligned with `LiveRun.records` rows (NaN = unknown)."""
+
+    dispatch_lag_s: np.ndarray
+    client_excess_s: np.ndarray
+    connect_s: np.ndarray  # endpoint arrival − client dispatch
+    endpoint_lag_s: np.ndarray  # endpoint answer − (endpoint arrival + queue wait + service)
+    loadgen_lag_s: np.ndarray  # per event: submission − scheduled arrival
+    n_sent: int  # attempts the core recorded as sent
+    n_requests: int  # requests the endpoint received
+    n_unmatched: int  # sent attempts with no request in the endpoint's log
+    n_orphans: int  # endpoint requests no recorded attempt accounts for
+
+    def figures(self) -> dict[str, Any]:
+        """p50/p99/max of each overhead (milliseconds) and the matching counts."""
+        out: dict[str, Any] = {}
+        for name in ("loadgen_lag_s", "dispatch_lag_s", "client_excess_s", "connect_s"):
+            values = getattr(self, name)
+            values = values[~np.isnan(values)]
+            key = name.removesuffix("_s") + "_ms"
+            out[key] = {
+                q: (float(np.quantile(values, p)) * 1e3 if values.size else math.nan)
+                for q, p in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
+            }
+        lag = self.endpoint_lag_s[~np.isnan(self.endpoint_lag_s)]
+        out["endpoint_lag_ms"] = {
+            "p50": float(np.median(lag)) * 1e3 if lag.size else math.nan,
+            "p99": float(np.quantile(lag, 0.99)) * 1e3 if lag.size else math.nan,
+            "max": float(lag.max()) * 1e3 if lag.size else math.nan,
+        }
+        out.update(
+            attempts_sent=self.n_sent,
+            endpoint_requests=self.n_requests,
+            attempts_without_request=self.n_unmatched,
+            requests_without_attempt=self.n_orphans,
+        )
+        return out
+
+
+def ideal_dispatch(records: Chunk, rate: float | None, burst: float) -> np.ndarray:
+    """Token-bucket dispatch times of the sent attempts, served oldest-ready first (NaN if unsent)."""
+    sent = np.flatnonzero(~np.isnan(records["dispatch_at"]))
+    order = sent[np.lexsort((records["dispatch_at"][sent], records["ready_at"][sent]))]
+    ideal = np.full(records["dispatch_at"].size, np.nan)
+    ideal[order], _ = policy.gcra_schedule(0.0, rate, burst, records["ready_at"][order])
+    return ideal
+
+
+def measure(live: LiveRun) -> Overhead:
+    """Dispatch lag and client excess of every attempt, by matching attempts to endpoint requests."""
+    records, destination = live.records, live.scenario.destination
+    dispatch = records["dispatch_at"]
+    lag = dispatch - ideal_dispatch(
+        records, destination.invocation_rate_limit_per_second, destination.burst
+    )
+    matched = _match(live)
+    n = dispatch.size
+    excess, connect, endpoint_lag = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    for row, request in matched.items():
+        endpoint_s = request.queue_wait_s + request.service_s
+        if records["status"][row] == policy.STATUS_TIMEOUT:
+            endpoint_s = destination.timeout
+        excess[row] = records["complete_at"][row] - dispatch[row] - endpoint_s
+        connect[row] = request.arrival_at - dispatch[row]
+        if request.completed_at is not None:
+            planned = request.arrival_at + request.queue_wait_s + request.service_s
+            endpoint_lag[row] = request.completed_at - planned
+    n_sent = int((~np.isnan(dispatch)).sum())
+    return Overhead(
+        dispatch_lag_s=lag,
+        client_excess_s=excess,
+        connect_s=connect,
+        endpoint_lag_s=endpoint_lag,
+        loadgen_lag_s=live.submitted_at - live.scheduled_at,
+        n_sent=n_sent,
+        n_requests=len(live.requests),
+        n_unmatched=n_sent - len(matched),
+        n_orphans=len(live.requests) - len(matched),
+    )
+
+
+def _match(live: LiveRun) -> dict[int, RequestRecord]:
+    """Record row -> the endpoint request it made: the k-th request carrying an event's id is
+    that event's attempt k (attempts of one event never overlap)."""
+    by_event: dict[int, list[RequestRecord]] = {}
+    for request in sorted(live.requests, key=lambda r: r.arrival_at):
+        event = request.headers.get(EVENT_HEADER)
+        if event is not None and event.isdigit():
+            by_event.setdefault(int(event), []).append(request)
+    records, out = live.records, {}
+    for row in np.flatnonzero(~np.isnan(records["dispatch_at"])):
+        index = live.event_of_delivery.get(int(records["event_id"][row]))
+        seen = by_event.get(index, []) if index is not None else []
+        k = int(records["attempt"][row]) - 1
+        if k < len(seen):
+            out[int(row)] = seen[k]
+    return out
+
+
+def corrected_records(
+    records: Chunk, overhead: Overhead, rate: float | None, burst: float
+) -> Chunk:
+    """The live attempts re-timed on an ideal core: what the model's clock would have recorded.
+
+    Every decision stays as it happened live (statuses, hangs, Retry-After, backoff draws,
+    finals) and so do the endpoint's response times (client time minus client excess); what
+    changes is when things happen. Attempts are replayed oldest-ready first through a fresh
+    token bucket (`policy.TokenBucket`, as the model serves them): an attempt is dispatched at
+    its token time, completes after its response time, and the event's next attempt is ready
+    after the same wait (backoff or Retry-After) as live. Arrivals stay as submitted; age-outs
+    keep their deadline (arrival + maximum age).
+    """
+    n = records["event_id"].size
+    sent = ~np.isnan(records["dispatch_at"])
+    excess = np.nan_to_num(overhead.client_excess_s)
+    response = records["complete_at"] - records["dispatch_at"] - excess
+    wait = records["next_ready_at"] - records["complete_at"]
+    order = np.lexsort((records["attempt"], records["event_id"]))
+    following = np.full(n, -1)
+    same = records["event_id"][order[1:]] == records["event_id"][order[:-1]]
+    following[order[:-1][same]] = order[1:][same]
+    first = np.ones(n, dtype=bool)
+    first[following[following >= 0]] = False
+    out = {name: column.copy() for name, column in records.items()}
+    bucket = policy.TokenBucket(rate, burst)
+    queue = [(float(records["ready_at"][i]), int(i)) for i in np.flatnonzero(first)]
+    heapq.heapify(queue)
+    while queue:
+        ready_at, i = heapq.heappop(queue)
+        out["ready_at"][i] = ready_at
+        if not sent[i]:
+            continue  # aged out or not sent: no token, its end fixed by the arrival
+        dispatch_at = bucket.take(ready_at)
+        complete_at = dispatch_at + response[i]
+        out["dispatch_at"][i], out["complete_at"][i] = dispatch_at, complete_at
+        out["next_ready_at"][i] = complete_at + wait[i]
+        if following[i] >= 0:
+            heapq.heappush(queue, (complete_at + wait[i], int(following[i])))
+    return out

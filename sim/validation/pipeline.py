@@ -1,0 +1,148 @@
+"""`validate`: run a scenario live and in the model, compare, and write the report folder."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from sim.scenario import Scenario
+from sim.validation.compare import ALPHA, MIN_REPLICATIONS, Comparison, calibrate
+from sim.validation.live import LiveRun, run_live
+from sim.validation.observe import Observation, observe, run_model
+from sim.validation.overhead import Overhead, corrected_records, measure
+
+DEFAULT_REPLICATIONS = 500
+"""Model replications by default: enough for stable scales and the 95 % critical value."""
+
+ArrivalsMode = Literal["replay", "model"]
+"""`replay`: every model replication gets the live run's arrival times (a `trace`), so only the
+delivery side varies; `model`: each replication draws its own arrivals from the scenario."""
+
+
+@dataclass
+class Validation:
+    """Everything a validation produced; `comparison` (overhead-corrected live) holds the verdict."""
+
+    scenario: Scenario
+    model_scenario: Scenario
+    model_overrides: dict[str, Any]
+    arrivals: ArrivalsMode
+    live: LiveRun
+    overhead: Overhead
+    live_raw: Observation
+    live_corrected: Observation
+    model: list[Observation]
+    comparison: Comparison  # corrected live values: the verdict
+    comparison_raw: Comparison  # raw live values, for information
+    model_wall_s: float
+    report_dir: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.comparison.passed
+
+    @property
+    def exit_code(self) -> int:
+        """0 on PASS, 1 on FAIL."""
+        return 0 if self.passed else 1
+
+
+def live_arrivals(live: LiveRun) -> np.ndarray:
+    """Arrival times the core recorded before the horizon, sorted (what the model can see)."""
+    times = np.sort(live.arrival_times)
+    return times[times < live.horizon]
+
+
+def observe_live(live: LiveRun) -> tuple[Overhead, Observation, Observation]:
+    """The live run's overhead and its raw and overhead-corrected observations.
+
+    Raw: the core's records as they are, requests counted where the endpoint received them.
+    Corrected: records re-timed on an ideal core (`corrected_records`), requests counted at
+    their corrected dispatch times.
+    """
+    overhead = measure(live)
+    destination = live.scenario.destination
+    ideal = corrected_records(
+        live.records, overhead, destination.invocation_rate_limit_per_second, destination.burst
+    )
+    received_at = np.array([r.arrival_at for r in live.requests], dtype=float)
+    scenario, replication, arrivals = live.scenario, live.replication, [live_arrivals(live)]
+    raw = observe(scenario, replication, arrivals, [live.records], received_at)
+    corrected = observe(scenario, replication, arrivals, [ideal])
+    return overhead, raw, corrected
+
+
+def replaying(scenario: Scenario, times: np.ndarray, folder: Path) -> Scenario:
+    """The scenario with its arrivals replaced by exactly `times` (a trace CSV in `folder`)."""
+    from sim.api import with_overrides
+
+    path = folder / "live_arrivals.csv"
+    path.write_text("arrival_s\n" + "".join(f"{float(t)!r}\n" for t in times))
+    trace = {"kind": "trace", "path": str(path), "column": "arrival_s"}
+    return with_overrides(scenario, {"arrivals": [trace]})
+
+
+def validate(
+    scenario: Scenario,
+    *,
+    replications: int = DEFAULT_REPLICATIONS,
+    model_overrides: Mapping[str, Any] | None = None,
+    arrivals: ArrivalsMode = "replay",
+    out: Path | None = None,
+    live: LiveRun | None = None,
+    loop: str | None = None,
+    workers: int | None = None,
+    alpha: float = ALPHA,
+    progress: Callable[[str], None] | None = None,
+) -> Validation:
+    """Run `scenario` live (unless a previous `live` run of it is given) and in the model,
+    compare them and, with `out`, write the report folder there.
+
+    The model runs `replications` replications with `model_overrides` applied (to the model
+    only: a deliberately wrong model must FAIL) and, with `arrivals="replay"`, the live run's
+    arrival times. `loop` picks the live run's event loop (`sim.live.loops`).
+    """
+    from sim.api import with_overrides
+
+    if replications < MIN_REPLICATIONS:
+        raise ValueError(f"replications must be at least {MIN_REPLICATIONS} (got {replications})")
+    overrides = dict(model_overrides or {})
+    model_scenario = with_overrides(scenario, overrides)
+    say = progress or (lambda message: None)
+    if live is None:
+        say(f"live run: {scenario.horizon:g} s of real time")
+        live = run_live(scenario, loop=loop)
+    overhead, raw, corrected = observe_live(live)
+    say(f"model: {replications} replications")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="sim-validate-") as folder:
+        if arrivals == "replay":
+            model_scenario = replaying(model_scenario, live_arrivals(live), Path(folder))
+        model = run_model(model_scenario, replications, workers=workers)
+    model_wall_s = time.perf_counter() - started
+    calibration = calibrate(model, alpha)
+    result = Validation(
+        scenario=scenario,
+        model_scenario=model_scenario,
+        model_overrides=overrides,
+        arrivals=arrivals,
+        live=live,
+        overhead=overhead,
+        live_raw=raw,
+        live_corrected=corrected,
+        model=model,
+        comparison=calibration.test(corrected),
+        comparison_raw=calibration.test(raw),
+        model_wall_s=model_wall_s,
+    )
+    if out is not None:
+        from sim.validation.report import write_report
+
+        result.report_dir = write_report(result, out)
+    return result
