@@ -27,7 +27,7 @@ from sim import policy
 from sim.arrivals import arrival_windows
 from sim.capacity import ServerQueue
 from sim.des.queues import ITEM, ArrivalBuffer, FifoQueue, RetryPool
-from sim.des.selection import FINISHED, Block, FifoSelector, LifoSelector, identity
+from sim.des.selection import Block, FifoSelector, LifoSelector, identity
 from sim.des.server import respond
 from sim.endpoint_model import EndpointModel
 from sim.records import COLUMNS, Chunk
@@ -162,21 +162,21 @@ class Model:
         Returns the last time the block reached (dispatch or age-out), None when nothing is
         ready, inf when the next item could only leave after the horizon.
         """
-        block = self.selector.select(self.block, before, self.full_at)
-        if block is None:
+        proposed = self.selector.select(self.block, before, self.full_at)
+        if proposed is None:
             return None
-        if block == FINISHED:
+        if not isinstance(proposed, Block):  # FINISHED
             return np.inf
-        assert isinstance(block, Block)
-        decided = self._decide(block, None)
-        for _ in range(MAX_ROUNDS if self.selector.absorbs else 1):
-            inside = block.born_inside(decided.children) if self.selector.absorbs else None
-            if inside is None or block.holds(inside):
+        block, decided = proposed, self._decide(proposed, None)
+        selector = self.selector
+        for _ in range(MAX_ROUNDS if isinstance(selector, FifoSelector) else 0):
+            inside = block.born_inside(decided.children)
+            if block.holds(inside):
                 break
-            rescheduled = self.selector.reschedule(block, inside, self.full_at)  # type: ignore[attr-defined]
-            if rescheduled == FINISHED:
+            rescheduled = selector.reschedule(block, inside, self.full_at)  # type: ignore[union-attr]
+            if not isinstance(rescheduled, Block):  # the merged retries push it past the horizon
                 break
-            block, decided = rescheduled, self._decide(rescheduled, decided)  # type: ignore[assignment]
+            block, decided = rescheduled, self._decide(rescheduled, decided)
         k = block.settled(decided.children, decided.parents)
         self._commit(block, decided, k)
         self._resize_block(cut=k < block.items.size)

@@ -8,7 +8,7 @@ simulation would have done, given the retries those attempts gave birth to.
 * `FifoSelector` (oldest-ready first): token times of a whole block in closed form. A retry
   born inside the block that is ready before the block's last item belongs *in* the block, so
   a FIFO block is rescheduled with those retries merged in by ready time until the retries it
-  holds are exactly the retries its attempts produce (`absorbs = True`).
+  holds are exactly the retries its attempts produce.
 * `LifoSelector` (newest-ready first): a stack walked item by item. Speculation runs on an
   overlay (the real stack is untouched), and `commit(k)` replays the first k choices for real.
   A retry ready by an item's token time could have been chosen instead: the prefix ends there.
@@ -92,8 +92,6 @@ def _as_map(items: np.ndarray) -> dict[int, float]:
 class FifoSelector:
     """Oldest-ready first: the block's token times come from the bucket's closed form."""
 
-    absorbs = True
-
     def __init__(
         self,
         queue: FifoQueue,
@@ -169,8 +167,6 @@ class FifoSelector:
 
 class LifoSelector:
     """Newest-ready first (S3 `lifo`): at each token time, the most recently ready item goes."""
-
-    absorbs = False
 
     def __init__(
         self,

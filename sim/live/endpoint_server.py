@@ -34,7 +34,7 @@ import numpy as np
 from aiohttp import web
 
 from sim.capacity import ServerQueue
-from sim.endpoint_model import EndpointModel
+from sim.endpoint_model import EndpointModel, service_quantile
 from sim.live import loops
 from sim.rng import generator
 from sim.scenario import Scenario
@@ -221,6 +221,8 @@ class EndpointServer:
         `t0` is a `time.monotonic()` instant (the clock of asyncio's `loop.time()`) taken as
         time zero for incidents and the log; by default, the moment the server is listening.
         """
+        for regime in self.model.regimes:  # load SciPy's quantile functions (~0.3 s) before the
+            service_quantile(regime.latency, np.array([0.5]))  # first request, not during it
         app = web.Application()
         if self.oauth is not None:
             app.router.add_post(TOKEN_PATH, self._token)

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.endpoint_model import service_quantile
 from sim.live import loops
 from sim.live.config import build_config, config_for_scenario
 from sim.live.core import DeliveryCore
@@ -110,7 +109,6 @@ async def _run(scenario: Scenario, replication: int, db_path: Path) -> LiveRun:
     times = arrival_times(scenario, replication)
     t0 = time.monotonic() + START_DELAY_S
     endpoint = EndpointServer(scenario, seed=scenario.seed, replication=replication)
-    _warm_up(endpoint)
     url = await endpoint.start("127.0.0.1", 0, t0=t0)
     sink = Collector()
     core = DeliveryCore(validation_config(scenario, url), db_path, sink, replication=replication)
@@ -135,13 +133,6 @@ async def _run(scenario: Scenario, replication: int, db_path: Path) -> LiveRun:
         event_of_delivery=_event_of_delivery(db_path),
         wall_s=time.perf_counter() - started,
     )
-
-
-def _warm_up(endpoint: EndpointServer) -> None:
-    """Load what the endpoint loads on its first request (SciPy's quantile functions take about
-    0.3 s to import), so the first arrivals do not find the event loop blocked."""
-    for regime in endpoint.model.regimes:
-        service_quantile(regime.latency, np.array([0.5]))
 
 
 def _event_of_delivery(db_path: Path) -> dict[int, int]:
