@@ -28,13 +28,19 @@ from pydantic import (
 from sim.durations import format_duration, parse_duration
 from sim.tables import read_counts, read_samples
 
+MAX_DURATION_S = 1e9
+"""Longest duration anywhere in a scenario (about 31 years): longer ones cannot be shown back."""
+
 
 def _duration(value: object) -> float:
-    """`parse_duration`, with a number too large for a float as a validation error."""
+    """`parse_duration`, refusing numbers too large for a float and durations over 1e9 s."""
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except OverflowError:
         raise ValueError("the number is too large for a duration") from None
+    if abs(seconds) > MAX_DURATION_S:
+        raise ValueError(f"{seconds:.3g} s is longer than {MAX_DURATION_S:.0e} s (about 31 years)")
+    return seconds
 
 
 Duration = Annotated[float, BeforeValidator(_duration), PlainSerializer(format_duration)]

@@ -289,6 +289,7 @@ BAD_VALUES = [
     ("horizon", ".inf", "horizon"),
     ("horizon", "3618993354s", "horizon"),  # found by fuzzing: sim check tried 27 GiB
     ("endpoint.latency.median", str(10**400), "endpoint.latency.median"),  # OverflowError
+    ("endpoint.incidents.0.start", "1.7e305", "endpoint.incidents.0.start"),  # sim check died
     ("arrivals.0.rate_per_second", ".inf", "arrivals.0.rate_per_second"),
     ("arrivals.0.rate_per_second", "1e300", "arrivals.0.rate_per_second"),
     ("arrivals.0.rate_per_second", ".nan", "arrivals.0.rate_per_second"),
