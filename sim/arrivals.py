@@ -104,7 +104,25 @@ def expected_rate(sources: Sequence[Arrivals], t: np.ndarray) -> np.ndarray:
     return total
 
 
-def expected_count(sources: Sequence[Arrivals], horizon_s: float, step_s: float = 1.0) -> float:
-    """Expected number of arrivals over [0, horizon), by a fine midpoint sum of the rate."""
-    grid = np.arange(0.0, horizon_s, step_s) + step_s / 2
-    return float(expected_rate(sources, grid).sum() * step_s)
+def expected_count(sources: Sequence[Arrivals], horizon_s: float) -> float:
+    """Expected number of arrivals over [0, horizon), integrating each source's rate exactly."""
+    total = 0.0
+    for source in sources:
+        if isinstance(source, ConstantArrivals):
+            total += source.rate_per_second * horizon_s
+        elif isinstance(source, BurstArrivals):
+            inside = min(horizon_s, source.start + source.duration) - min(horizon_s, source.start)
+            total += source.rate_per_second * inside
+        elif isinstance(source, DiurnalArrivals):
+            omega = 2 * math.pi / source.period
+            swing = math.sin(omega * (horizon_s - source.peak_at)) - math.sin(
+                -omega * source.peak_at
+            )
+            total += source.mean_per_second * (horizon_s + source.amplitude * swing / omega)
+        elif isinstance(source, CountsArrivals):
+            edges, rates = source.bins
+            widths = np.clip(edges[1:], None, horizon_s) - np.clip(edges[:-1], None, horizon_s)
+            total += float(np.sum(rates * widths))
+        elif isinstance(source, TraceArrivals):
+            total += float(np.searchsorted(source.times, horizon_s))
+    return total

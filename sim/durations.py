@@ -17,7 +17,10 @@ def parse_duration(value: object) -> float:
             "expected a duration such as 250ms, 5s, 10m, 2h, 1d or a number of seconds"
         )
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError(f"{value!r} is too large for a duration") from None
     elif isinstance(value, str):
         text = value.strip().replace(" ", "")
         try:
@@ -28,7 +31,10 @@ def parse_duration(value: object) -> float:
                     f"{value!r} is not a duration (use 250ms, 5s, 10m, 2h, 1d, 1h30m or seconds)"
                 ) from None
             sign = -1.0 if text.startswith("-") else 1.0
-            seconds = sign * sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+            try:
+                seconds = sign * sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+            except OverflowError:
+                raise ValueError(f"{value!r} is too large for a duration") from None
     else:
         raise ValueError(
             "expected a duration such as 250ms, 5s, 10m, 2h, 1d or a number of seconds"
@@ -45,11 +51,14 @@ def format_duration(seconds: float) -> str | float:
     if seconds == 0:
         return "0s"
     for unit in ("d", "h", "m", "s"):
-        size = _UNITS[unit]
-        count = seconds / size
-        if seconds and count == int(count) and abs(count) < 1e12:
+        count = seconds / _UNITS[unit]
+        if count and abs(count) < 1e12 and count == int(count):
             return f"{int(count)}{unit}"
     millis = seconds * 1000
-    if millis == round(millis) and parse_duration(f"{int(round(millis))}ms") == seconds:
+    if (
+        0 < abs(millis) < 1e12
+        and millis == round(millis)
+        and parse_duration(f"{int(round(millis))}ms") == seconds
+    ):
         return f"{int(round(millis))}ms"
     return seconds

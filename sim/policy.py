@@ -205,19 +205,22 @@ def _backoff_one(k: int, draw: float, backoff: Backoff, previous_s: float | None
 
 # --- S8: Retry-After ----------------------------------------------------------------------------
 
-_SECONDS = re.compile(r"^\s*(-?\d+)\s*$")
+_SECONDS = re.compile(r"^\s*(-?)(\d+)\s*$")
 
 
 def parse_retry_after(value: str | None, now_epoch_s: float) -> float | None:
     """Seconds to wait from a Retry-After header: integer seconds (may be negative) or an HTTP-date.
 
-    A date in the past means 0; anything unparseable means None (the header is ignored).
+    A date in the past means 0; anything unparseable means None (the header is ignored). An
+    integer too long for a float means ±inf: a wait no event outlives, or a stop.
     """
     if value is None:
         return None
     match = _SECONDS.match(value)
     if match:
-        return float(int(match.group(1)))
+        sign, digits = match.groups()
+        seconds = float(int(digits)) if len(digits) <= 300 else math.inf
+        return -seconds if sign else seconds
     try:
         when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError, OverflowError):

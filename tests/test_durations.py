@@ -47,3 +47,15 @@ def test_format_picks_the_largest_exact_unit():
         "250ms",
         "0s",
     ]
+
+
+@pytest.mark.parametrize("huge", [10**400, "1" + "0" * 400 + "s"])
+def test_parse_refuses_durations_too_large_for_a_float(huge):
+    with pytest.raises(ValueError, match="too large|not a finite"):
+        parse_duration(huge)
+
+
+@pytest.mark.parametrize("odd", [5e-324, 1e-7, 1.7e305, 1e30])
+def test_format_keeps_odd_values_exact(odd):
+    formatted = format_duration(odd)
+    assert parse_duration(formatted) == odd
