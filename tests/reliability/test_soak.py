@@ -114,7 +114,12 @@ def test_soak_nothing_lost_counts_add_up_rss_flat(tmp_path: Path) -> None:
         )  # fmt: skip
         sampler = RssSampler(core.pid)
         try:
-            time.sleep(1.0)  # let the core start before the clock of the load starts
+            # let the core finish importing and open its database before the load's clock starts:
+            # on a busy machine imports alone can take seconds and would look like growth
+            ready_by = time.monotonic() + 60
+            while not db.exists() and core.poll() is None and time.monotonic() < ready_by:
+                time.sleep(0.1)
+            time.sleep(0.5)
             sampler.start()
             written, load_s = _feed(core)
             drain_started = time.monotonic()
