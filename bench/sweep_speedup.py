@@ -22,12 +22,38 @@ import sim
 from sim.cli.analysis import parse_vary
 
 
-def timed_sweep(args: argparse.Namespace, grid: dict, workers: int) -> tuple[float, pd.DataFrame]:
+def timed_sweep(
+    scenario: str, grid: dict, replications: int, horizon: str | None, workers: int
+) -> tuple[float, pd.DataFrame]:
     started = time.perf_counter()
-    result = sim.sweep(
-        args.scenario, grid, replications=args.replications, horizon=args.horizon, workers=workers
-    )
+    result = sim.sweep(scenario, grid, replications=replications, horizon=horizon, workers=workers)
     return time.perf_counter() - started, result.runs
+
+
+def measure(
+    scenario: str,
+    grid: dict,
+    replications: int,
+    horizon: str | None = None,
+    workers: int = 2,
+    repeat: int = 1,
+    echo: bool = True,
+) -> dict[int, list[float]]:
+    """Wall times of the sweep on 1 and on `workers` workers, alternately, `repeat` times each;
+    raises AssertionError unless every run gives identical numbers."""
+    times: dict[int, list[float]] = {1: [], workers: []}
+    reference: pd.DataFrame | None = None
+    for round_ in range(repeat):
+        for n in (1, workers):
+            wall, runs = timed_sweep(scenario, grid, replications, horizon, n)
+            times[n].append(wall)
+            if echo:
+                print(f"  round {round_ + 1}: {n} worker(s): {wall:7.2f} s")
+            if reference is None:
+                reference = runs
+            else:
+                pd.testing.assert_frame_equal(runs, reference, check_exact=True)
+    return times
 
 
 def main() -> None:
@@ -50,17 +76,7 @@ def main() -> None:
         f"sweep of {args.scenario}: {grid} × {args.replications} replications = {n_tasks} "
         f"replications; {cores} cores; load average {os.getloadavg()[0]:.2f}"
     )
-    times: dict[int, list[float]] = {1: [], args.workers: []}
-    reference: pd.DataFrame | None = None
-    for round_ in range(args.repeat):
-        for workers in (1, args.workers):
-            wall, runs = timed_sweep(args, grid, workers)
-            times[workers].append(wall)
-            print(f"  round {round_ + 1}: {workers} worker(s): {wall:7.2f} s")
-            if reference is None:
-                reference = runs
-            else:
-                pd.testing.assert_frame_equal(runs, reference, check_exact=True)
+    times = measure(args.scenario, grid, args.replications, args.horizon, args.workers, args.repeat)
     best_one, best_many = min(times[1]), min(times[args.workers])
     print(f"identical numbers across all {2 * args.repeat} runs: yes")
     print(

@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +21,7 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
+from sim.outputs import json_safe, number, save_figure, write_folder
 from sim.sweeps import SweepResult, label
 
 if TYPE_CHECKING:
@@ -73,7 +72,7 @@ def _short_key(key: str) -> str:
 
 
 def _legend(row: pd.Series, names: Sequence[str]) -> str:
-    return ", ".join(f"{_short_key(name)}={_fmt(row[name])}" for name in names)
+    return ", ".join(f"{_short_key(name)}={number(row[name])}" for name in names)
 
 
 def plot_sweep_metric(
@@ -110,7 +109,7 @@ def plot_sweep_metric(
                 linewidth=0,
             )
     if categories is not None:
-        ax.set_xticks(range(len(categories)), [_fmt(c) for c in categories], rotation=15)
+        ax.set_xticks(range(len(categories)), [number(c) for c in categories], rotation=15)
     if others:
         ax.legend(fontsize="small")
     title = metric + (f" ({_legend(pd.Series(where, dtype=object), list(where))})" if where else "")
@@ -140,14 +139,14 @@ def plot_sweep_heatmap(
     table = _select(result.metric(metric), where)
     grid = table.pivot_table(index=y, columns=x, values="mean", aggfunc="first", sort=True)
     image = ax.imshow(grid.to_numpy(dtype=float), origin="lower", aspect="auto", cmap="viridis")
-    ax.set_xticks(range(grid.shape[1]), [_fmt(v) for v in grid.columns], rotation=15)
-    ax.set_yticks(range(grid.shape[0]), [_fmt(v) for v in grid.index])
+    ax.set_xticks(range(grid.shape[1]), [number(v) for v in grid.columns], rotation=15)
+    ax.set_yticks(range(grid.shape[0]), [number(v) for v in grid.index])
     for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
         shade = float(np.asarray(image.norm(value))) if np.isfinite(value) else 0.0
         ax.text(
             j,
             i,
-            _fmt(value),
+            number(value),
             ha="center",
             va="center",
             fontsize="small",
@@ -248,7 +247,7 @@ def plot_sensitivity(result: SensitivityResult, metrics: Sequence[str] | None = 
         ax.axvline(0, color="k", linewidth=1)
         ax.set_yticks(positions, [s.split(".")[-1] for s in rows["setting"]])
         ax.set(
-            title=f"{metric} (baseline {_fmt(rows['baseline'].iloc[0])})",
+            title=f"{metric} (baseline {number(rows['baseline'].iloc[0])})",
             xlabel="% change from baseline",
         )
         ax.grid(alpha=0.3, axis="x")
@@ -259,54 +258,8 @@ def plot_sensitivity(result: SensitivityResult, metrics: Sequence[str] | None = 
 # --- folders -----------------------------------------------------------------------------------
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, bool) or not isinstance(value, Real):
-        return str(value)
-    value = float(value)
-    if value.is_integer() or abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:,.4g}"
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become null, NumPy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _filename(metric: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", metric)
-
-
-def _save(fig: Figure, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_folder(out_dir: Path, fill: Callable[[Path], None]) -> Path:
-    """Write a folder atomically: `fill` writes into a staging folder that is then renamed."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        fill(staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
 
 
 def write_sweep_report(
@@ -328,13 +281,13 @@ def write_sweep_report(
             name = f"{_filename(metric)}.png"
             fig, ax = plt.subplots(figsize=(8, 4.5))
             plot_sweep_metric(result, metric, ax=ax)
-            _save(fig, folder / name)
+            save_figure(fig, folder / name)
             plots.append(name)
             if len(result.parameters) == 2:
                 name = f"{_filename(metric)}-heatmap.png"
                 fig, ax = plt.subplots(figsize=(7, 5))
                 plot_sweep_heatmap(result, metric, ax=ax)
-                _save(fig, folder / name)
+                save_figure(fig, folder / name)
                 plots.append(name)
         (folder / "report.md").write_text(_sweep_markdown(result, slo, metrics, plots))
 
@@ -358,15 +311,15 @@ def _sweep_markdown(
     ]
     for point in range(len(result.points)):
         values = result.point_values(point)
-        cells = [_fmt(values[p]) for p in result.parameters]
+        cells = [number(values[p]) for p in result.parameters]
         for metric in metrics:
             row = result.metric(metric).loc[point]
             ci = (
                 ""
                 if math.isnan(row["ci_low"])
-                else f" ({_fmt(row['ci_low'])} – {_fmt(row['ci_high'])})"
+                else f" ({number(row['ci_low'])} – {number(row['ci_high'])})"
             )
-            cells.append(_fmt(row["mean"]) + ci)
+            cells.append(number(row["mean"]) + ci)
         met = slo.loc[point, "all_met"]
         cells.append("–" if isinstance(met, float) else ("yes" if met else "**no**"))
         lines.append("| " + " | ".join(cells) + " |")
@@ -382,7 +335,7 @@ def _sweep_markdown(
 
 def size_document(result: SizingResult) -> dict[str, Any]:
     """The content of size.json."""
-    return _clean(
+    return json_safe(
         {
             "scenario": result.scenario.name,
             "recommendation": result.sentence(),
@@ -413,7 +366,7 @@ def write_size_report(result: SizingResult, out_dir: Path) -> Path:
         (folder / "scenario.yaml").write_text(
             yaml.safe_dump(result.scenario.resolved(), sort_keys=False)
         )
-        _save(plot_sizing(result), folder / "size.png")
+        save_figure(plot_sizing(result), folder / "size.png")
         lines = [f"# {result.scenario.name}: rate-limit sizing", "", result.sentence(), ""]
         lines += [f"* {note}" for note in result.notes]
         lines += ["", _markdown_table(result.evaluations), "", "![size](size.png)", ""]
@@ -436,7 +389,7 @@ def write_sensitivity_report(result: SensitivityResult, out_dir: Path) -> Path:
         result.table().to_csv(folder / "sensitivity.csv", index=False)
         conclusions = result.conclusions()
         conclusions.to_csv(folder / "conclusions.csv", index=False)
-        _save(plot_sensitivity(result), folder / "tornado.png")
+        save_figure(plot_sensitivity(result), folder / "tornado.png")
         s = result.scenario
         lines = [
             f"# {s.name}: sensitivity to the ASSUMPTION settings",
@@ -467,5 +420,5 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     lines = [header, "|" + "---|" * len(frame.columns)]
     for _, row in frame.iterrows():
-        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+        lines.append("| " + " | ".join(number(v) for v in row) + " |")
     return "\n".join(lines)

@@ -1,15 +1,13 @@
 """The report folder of design §6: summary.json, timeseries.csv, the resolved scenario, plots, report.md.
 
-The folder is written under a temporary name and renamed into place at the end, so an error
-never leaves a partial report behind.
+The folder is written atomically (`sim.outputs.write_folder`), so an error never leaves a
+partial report behind.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from sim.durations import format_duration  # noqa: E402
+from sim.outputs import json_safe, number, save_figure, write_folder  # noqa: E402
 from sim.results import RunResult  # noqa: E402
 
 HEADLINE = (
@@ -147,23 +146,10 @@ PLOTS = {
 # --- files ------------------------------------------------------------------------------------
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become null, NumPy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def summary_document(result: RunResult) -> dict[str, Any]:
     """The content of summary.json."""
     scenario = result.scenario
-    return _clean(
+    return json_safe(
         {
             "scenario": scenario.name,
             "seed": scenario.seed,
@@ -179,14 +165,6 @@ def summary_document(result: RunResult) -> dict[str, Any]:
             "assumptions": scenario.assumptions(),
         }
     )
-
-
-def _fmt(value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if abs(value) >= 1000 or value == int(value):
-        return f"{value:,.0f}"
-    return f"{value:,.4g}"
 
 
 def human_seconds(seconds: float) -> str:
@@ -217,27 +195,27 @@ def headline(result: RunResult) -> list[str]:
     lines = []
     share = m["events_delivered"] / arrived if arrived else 0.0
     reasons = [
-        f"{_fmt(m[name])} {name.split('.', 1)[1]}"
+        f"{number(m[name])} {name.split('.', 1)[1]}"
         for name in m.index
         if str(name).startswith("InvocationsSentToDlq.") and m[name] > 0
     ]
     lines.append(
-        f"Of {_fmt(arrived)} events per replication, {share:.2%} were delivered, "
-        f"{_fmt(m['InvocationsSentToDlq'])} dead-lettered"
+        f"Of {number(arrived)} events per replication, {share:.2%} were delivered, "
+        f"{number(m['InvocationsSentToDlq'])} dead-lettered"
         + (f" ({', '.join(reasons)})" if reasons else "")
-        + f", {_fmt(m['events_dropped'])} dropped and {_fmt(m['events_pending'])} still pending at the horizon."
+        + f", {number(m['events_dropped'])} dropped and {number(m['events_pending'])} still pending at the horizon."
     )
     burst = result.scenario.destination.burst
     if m["backlog_peak"] <= burst:
         lines.append("No backlog built up: the rate limit was never the bottleneck for long.")
     elif math.isnan(m["time_to_drain_s"]):
         lines.append(
-            f"The backlog peaked at {_fmt(m['backlog_peak'])} events (around {_clock(m['backlog_peak_at_s'])}) "
+            f"The backlog peaked at {number(m['backlog_peak'])} events (around {_clock(m['backlog_peak_at_s'])}) "
             "and had not drained by the horizon."
         )
     else:
         lines.append(
-            f"The backlog peaked at {_fmt(m['backlog_peak'])} events (around {_clock(m['backlog_peak_at_s'])}); "
+            f"The backlog peaked at {number(m['backlog_peak'])} events (around {_clock(m['backlog_peak_at_s'])}); "
             f"the congestion lasted {human_seconds(m['time_to_drain_s'])}."
         )
     lines.append(
@@ -247,8 +225,8 @@ def headline(result: RunResult) -> list[str]:
     attempts = m["InvocationAttempts"]
     retried = m["RetryInvocationAttempts"] / attempts if attempts else 0.0
     lines.append(
-        f"The endpoint saw up to {_fmt(m['endpoint_peak_rps'])} requests/s; {retried:.1%} of "
-        f"{_fmt(attempts)} attempts were retries (about ${m['estimated_cost_usd']:.2f} per replication)."
+        f"The endpoint saw up to {number(m['endpoint_peak_rps'])} requests/s; {retried:.1%} of "
+        f"{number(attempts)} attempts were retries (about ${m['estimated_cost_usd']:.2f} per replication)."
     )
     failed = [c["slo"] for c in result.slo if not c["met"]]
     if result.slo:
@@ -276,7 +254,7 @@ def report_markdown(result: RunResult) -> str:
         lines += ["| objective | limit | mean | 95 % CI upper | verdict |", "|---|---|---|---|---|"]
         for check in result.slo:
             verdict = "**met**" if check["met"] else "**NOT met**"
-            show = human_seconds if "delay" in check["slo"] else _fmt
+            show = human_seconds if "delay" in check["slo"] else number
             lines.append(
                 f"| {check['slo']} | {show(check['limit'])} | {show(check['mean'])} | "
                 f"{show(check['ci_high'])} | {verdict} |"
@@ -288,13 +266,15 @@ def report_markdown(result: RunResult) -> str:
     for name in HEADLINE:
         row = result.metrics.loc[name]
         interval = (
-            "–" if math.isnan(row["ci_low"]) else f"{_fmt(row['ci_low'])} – {_fmt(row['ci_high'])}"
+            "–"
+            if math.isnan(row["ci_low"])
+            else f"{number(row['ci_low'])} – {number(row['ci_high'])}"
         )
-        lines.append(f"| {name} | {_fmt(row['mean'])} | {interval} |")
+        lines.append(f"| {name} | {number(row['mean'])} | {interval} |")
     lines += ["", "Dead-letter reasons (mean events per replication):", ""]
     for name, row in result.metrics.iterrows():
         if str(name).startswith("InvocationsSentToDlq.") and row["mean"] > 0:
-            lines.append(f"* {str(name).split('.', 1)[1]}: {_fmt(row['mean'])}")
+            lines.append(f"* {str(name).split('.', 1)[1]}: {number(row['mean'])}")
     lines += ["", "## Plots", ""]
     for file in PLOTS:
         lines.append(f"![{file[:-4]}]({file})")
@@ -316,29 +296,19 @@ def report_markdown(result: RunResult) -> str:
 
 def write_report(result: RunResult, out_dir: Path) -> Path:
     """Write the whole report folder atomically; returns its path."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        (staging / "summary.json").write_text(json.dumps(summary_document(result), indent=2))
-        result.timeseries.to_csv(staging / "timeseries.csv", index=False)
-        (staging / "scenario.yaml").write_text(
+
+    def fill(folder: Path) -> None:
+        (folder / "summary.json").write_text(json.dumps(summary_document(result), indent=2))
+        result.timeseries.to_csv(folder / "timeseries.csv", index=False)
+        (folder / "scenario.yaml").write_text(
             yaml.safe_dump(result.scenario.resolved(), sort_keys=False)
         )
-        records = result.records
-        if records is not None:
-            records.to_csv(staging / "attempts.csv", index=False)
+        if result.records is not None:
+            result.records.to_csv(folder / "attempts.csv", index=False)
         for name, plot in PLOTS.items():
             fig, ax = plt.subplots(figsize=(9, 4))
             plot(result, ax)
-            fig.tight_layout()
-            fig.savefig(staging / name, dpi=110)
-            plt.close(fig)
-        (staging / "report.md").write_text(report_markdown(result))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
+            save_figure(fig, folder / name)
+        (folder / "report.md").write_text(report_markdown(result))
+
+    return write_folder(out_dir, fill)

@@ -16,6 +16,7 @@ from rich.table import Table
 from sim.cli import app
 from sim.errors import InputError
 from sim.loading import load_scenario
+from sim.outputs import number
 
 # The model, pandas and matplotlib load inside the commands that need them: `sim` starts fast.
 
@@ -141,16 +142,6 @@ def _headers(keys: list[str]) -> list[str]:
     ]
 
 
-def _number(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if value == int(value) or abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:,.4g}"
-
-
 def _file_plots() -> None:
     """Commands only write plot files: no GUI backend."""
     import matplotlib
@@ -230,8 +221,8 @@ def sweep(
     slo = result.slo()
     for point in range(n_points):
         values = result.point_values(point)
-        cells = [_number(values[p]) for p in result.parameters]
-        cells += [_number(result.metric(m).loc[point, "mean"]) for m in shown]
+        cells = [number(values[p]) for p in result.parameters]
+        cells += [number(result.metric(m).loc[point, "mean"]) for m in shown]
         met = slo.loc[point, "all_met"]
         cells.append(
             "–"
@@ -307,10 +298,10 @@ def size(
         table.add_column(SLO_METRICS[name], justify="right")
     table.add_column("SLOs", justify="right")
     for _, row in result.evaluations.iterrows():
-        cells = [_number(row["rate"])]
+        cells = [number(row["rate"])]
         for name in checks:
             metric = SLO_METRICS[name]
-            cells.append(f"{_number(row[f'{metric}.mean'])} [{_number(row[f'{metric}.ci_high'])}]")
+            cells.append(f"{number(row[f'{metric}.mean'])} [{number(row[f'{metric}.ci_high'])}]")
         cells.append("[green]met[/green]" if row["all_met"] else "[red]NOT met[/red]")
         table.add_row(*cells)
     console.print(table)
@@ -374,7 +365,7 @@ def sensitivity(
     for setting, by_value in result.points.items():
         cells = [
             setting.removeprefix("destination.").removeprefix("retry_policy."),
-            ", ".join(_number(v) for v in by_value),
+            ", ".join(number(v) for v in by_value),
         ]
         for metric in shown:
             rows = changes[(changes["setting"] == setting) & (changes["metric"] == metric)]

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from sim.cli import app
 from sim.loading import load_scenario
+from sim.outputs import number
 
 if TYPE_CHECKING:
     from sim.results import RunResult
@@ -116,14 +117,6 @@ class _progress_bar:
         self.progress.stop()
 
 
-def _number(value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if value == int(value) or abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:,.4g}"
-
-
 def _print_summary(result: RunResult) -> None:
     from sim.report import HEADLINE, headline, human_seconds
 
@@ -140,15 +133,15 @@ def _print_summary(result: RunResult) -> None:
         interval = (
             "–"
             if math.isnan(row["ci_low"])
-            else f"{_number(row['ci_low'])} – {_number(row['ci_high'])}"
+            else f"{number(row['ci_low'])} – {number(row['ci_high'])}"
         )
-        table.add_row(name, _number(row["mean"]), interval)
+        table.add_row(name, number(row["mean"]), interval)
     console.print(table)
     for sentence in headline(result):
         console.print(sentence)
     for check in result.slo:
         mark = "[green]met[/green]" if check["met"] else "[red]NOT met[/red]"
-        show = human_seconds if "delay" in check["slo"] else _number
+        show = human_seconds if "delay" in check["slo"] else number
         console.print(
             f"SLO {check['slo']} ≤ {show(check['limit'])}: {mark} "
             f"(mean {show(check['mean'])}, upper 95 % bound {show(check['ci_high'])})"

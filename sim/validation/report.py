@@ -6,33 +6,26 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
+from sim.outputs import json_safe, number, save_figure, write_folder
 from sim.records import to_frame
 from sim.validation.compare import KS_ITEM, ItemResult
 from sim.validation.observe import SCALARS, SERIES
-from sim.validation.plots import PLOTS, plt
+from sim.validation.plots import PLOTS
 
 if TYPE_CHECKING:
     from sim.validation.pipeline import Validation
 
 
 def _num(value: float, delay: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if math.isinf(value):
-        return "−∞" if value < 0 else "∞"
-    if delay:
+    if delay and value is not None and math.isfinite(value):
         return f"{value * 1e3:,.1f} ms" if abs(value) < 1 else f"{value:,.3g} s"
-    if abs(value) >= 1000 or value == int(value):
-        return f"{value:,.0f}"
-    return f"{value:,.3g}"
+    return number(value, digits=3)
 
 
 def _row(item: ItemResult, raw: ItemResult) -> str:
@@ -245,52 +238,28 @@ def document(v: Validation) -> dict[str, Any]:
         "live_wall_s": v.live.wall_s,
         "model_wall_s": v.model_wall_s,
     }
-    return _finite(doc)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _finite(x) for k, x in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(x) for x in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+    return json_safe(doc)
 
 
 def write_report(v: Validation, out_dir: Path) -> Path:
     """Write the report folder atomically (staged, then renamed into place); returns its path."""
     from sim.live.endpoint_server import RequestLog
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    staging.chmod(0o755)
-    try:
-        (staging / "validation.json").write_text(json.dumps(document(v), indent=2))
-        (staging / "scenario.yaml").write_text(
+    def fill(folder: Path) -> None:
+        (folder / "validation.json").write_text(json.dumps(document(v), indent=2))
+        (folder / "scenario.yaml").write_text(
             yaml.safe_dump(v.scenario.resolved(), sort_keys=False)
         )
-        to_frame(v.live.records).to_csv(staging / "live_attempts.csv", index=False)
+        to_frame(v.live.records).to_csv(folder / "live_attempts.csv", index=False)
         arrivals = np.sort(v.live.arrival_times)
-        (staging / "live_arrivals.csv").write_text(
+        (folder / "live_arrivals.csv").write_text(
             "arrival_s\n" + "".join(f"{float(t)!r}\n" for t in arrivals)
         )
         log = RequestLog()
         log.records = v.live.requests
-        log.write(staging / "endpoint_requests.csv")
+        log.write(folder / "endpoint_requests.csv")
         for name, plot in PLOTS.items():
-            fig = plot(v)
-            fig.tight_layout()
-            fig.savefig(staging / name, dpi=100)
-            plt.close(fig)
-        (staging / "report.md").write_text(report_markdown(v))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
+            save_figure(plot(v), folder / name, dpi=100)
+        (folder / "report.md").write_text(report_markdown(v))
+
+    return write_folder(out_dir, fill)

@@ -1,0 +1,78 @@
+"""What every output shares: JSON-safe values, numbers for people, folders written atomically.
+
+`sim run`, `sim sweep`/`size`/`sensitivity` and `sim validate` write their folders through
+`write_folder`: the files go into a staging folder beside the target, renamed into place at the
+end, so an error never leaves a partial report behind.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from numbers import Real
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with NaN/inf as None, NumPy scalars as Python numbers and tuples as lists."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def number(value: Any, digits: int = 4) -> str:
+    """A number for people: "–" when missing, whole numbers and ≥ 1,000 with thousands
+    separators, others to `digits` significant figures; anything not a number as `str`."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return str(value)
+    value = float(value)
+    if math.isnan(value):
+        return "–"
+    if math.isinf(value):
+        return "−∞" if value < 0 else "∞"
+    if value.is_integer() or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}g}"
+
+
+def save_figure(fig: Figure, path: Path, dpi: int = 110) -> None:
+    """Lay out, write and close a figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def write_folder(out_dir: Path, fill: Callable[[Path], None]) -> Path:
+    """Write a folder atomically: `fill` writes into a staging folder that then replaces
+    `out_dir`; on any error the staging folder is removed and `out_dir` is left as it was."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a report folder is not
+    try:
+        fill(staging)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
