@@ -11,10 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
@@ -167,6 +164,20 @@ def summary_document(result: RunResult) -> dict[str, Any]:
     )
 
 
+def headline_rows(result: RunResult) -> list[tuple[str, str, str]]:
+    """(metric, mean, 95 % CI) of each HEADLINE metric, formatted for people."""
+    rows = []
+    for name in HEADLINE:
+        row = result.metrics.loc[name]
+        interval = (
+            "–"
+            if math.isnan(row["ci_low"])
+            else f"{number(row['ci_low'])} – {number(row['ci_high'])}"
+        )
+        rows.append((name, number(row["mean"]), interval))
+    return rows
+
+
 def human_seconds(seconds: float) -> str:
     """A duration for people: 250 ms, 3.2 s, 12 min, 1.7 h, 2.1 d."""
     if seconds is None or not math.isfinite(seconds):
@@ -263,14 +274,7 @@ def report_markdown(result: RunResult) -> str:
         lines.append("The scenario sets no SLO (`slo:`), so there is no verdict.")
     lines += ["", "## Metrics (mean and 95 % CI across replications)", ""]
     lines += ["| metric | mean | 95 % CI |", "|---|---|---|"]
-    for name in HEADLINE:
-        row = result.metrics.loc[name]
-        interval = (
-            "–"
-            if math.isnan(row["ci_low"])
-            else f"{number(row['ci_low'])} – {number(row['ci_high'])}"
-        )
-        lines.append(f"| {name} | {number(row['mean'])} | {interval} |")
+    lines += [f"| {name} | {mean} | {interval} |" for name, mean, interval in headline_rows(result)]
     lines += ["", "Dead-letter reasons (mean events per replication):", ""]
     for name, row in result.metrics.iterrows():
         if str(name).startswith("InvocationsSentToDlq.") and row["mean"] > 0:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ import pandas as pd
 from sim import policy
 from sim.records import Chunk, to_frame
 from sim.scenario import MAX_RETRY_ATTEMPTS, Scenario
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 COST_PER_INVOCATION_USD = 0.20 / 1e6
 DELAY_BINS = np.concatenate(([0.0], np.logspace(-3, 6, 721)))
@@ -330,3 +333,35 @@ class RunResult:
     def attempts_per_event(self) -> np.ndarray:
         """How many ended events needed 0, 1, 2, ... attempts, summed over replications."""
         return np.sum([r.attempts_per_event for r in self.replications], axis=0)
+
+    # The report's plots, for notebooks: each draws on `ax` (a new figure if None), returns it.
+
+    def plot_backlog(self, ax: Axes | None = None) -> Axes:
+        """Backlog and retry pool over time: mean with the 95 % CI band."""
+        from sim.report import plot_backlog
+
+        return plot_backlog(self, ax)
+
+    def plot_throughput(self, ax: Axes | None = None) -> Axes:
+        """Arrivals, attempts and successes per second over time."""
+        from sim.report import plot_throughput
+
+        return plot_throughput(self, ax)
+
+    def plot_delay_cdf(self, ax: Axes | None = None) -> Axes:
+        """Distribution of the delivery delay."""
+        from sim.report import plot_delay_cdf
+
+        return plot_delay_cdf(self, ax)
+
+    def plot_dlq(self, ax: Axes | None = None) -> Axes:
+        """Dead-lettered and dropped events over time."""
+        from sim.report import plot_dlq
+
+        return plot_dlq(self, ax)
+
+    def plot_attempts_per_event(self, ax: Axes | None = None) -> Axes:
+        """How many attempts ended events took."""
+        from sim.report import plot_attempts_per_event
+
+        return plot_attempts_per_event(self, ax)

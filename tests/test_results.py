@@ -150,3 +150,38 @@ def test_slo_verdict_uses_the_upper_confidence_bound():
     )
     verdict = {c["slo"]: c["met"] for c in slo_verdict(s, table)}
     assert verdict == {"max_p99_delivery_delay": False, "max_dropped_fraction": True}
+
+
+def test_run_result_draws_the_report_plots():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sim.api import simulate
+
+    result = simulate(
+        scenario(
+            horizon=120,
+            arrivals=[{"kind": "constant", "rate_per_second": 20}],
+            endpoint={
+                "latency": {"kind": "constant", "value": 0.05},
+                "responses": {200: 0.9, 503: 0.1},
+            },
+        ),
+        replications=2,
+        workers=1,
+    )
+    for name in (
+        "plot_backlog",
+        "plot_throughput",
+        "plot_delay_cdf",
+        "plot_dlq",
+        "plot_attempts_per_event",
+    ):
+        ax = getattr(result, name)()
+        assert ax.get_title(), name
+        assert ax.lines or ax.patches or ax.collections, f"{name} drew nothing"
+        _, mine = plt.subplots()
+        assert getattr(result, name)(ax=mine) is mine
+        plt.close("all")

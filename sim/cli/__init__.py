@@ -35,6 +35,13 @@ app = typer.Typer(
 )
 
 
+def file_plots() -> None:
+    """Commands only write plot files: select the non-GUI backend before pyplot loads."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 def _register() -> None:
     from sim.cli import model  # noqa: F401  (commands register themselves on import)
 

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sim.cli import app
+from sim.cli import app, file_plots
+from sim.cli.progress import progress_bar
 from sim.errors import InputError
 from sim.loading import load_scenario
 from sim.outputs import number
@@ -83,43 +83,6 @@ def _pairs(items: list[str] | None, option: str) -> dict[str, Any]:
     return pairs
 
 
-class _Ticker:
-    def __init__(self, progress: Progress, task: Any, total: int) -> None:
-        self.progress, self.task, self.total = progress, task, total
-
-    def __call__(self, fraction: float) -> None:
-        self.progress.update(self.task, completed=min(fraction, 1.0) * self.total)
-
-
-class progress_bar:
-    """A rich progress bar counting `unit` (quiet when not a terminal)."""
-
-    def __init__(self, label: str, total: int = 100) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn(
-                "{task.completed:>.0f}/{task.total:.0f}"
-                if total != 100
-                else "{task.percentage:>3.0f}%"
-            ),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self.label, self.total = label, total
-
-    def __enter__(self) -> _Ticker:
-        self.progress.start()
-        return _Ticker(
-            self.progress, self.progress.add_task(self.label, total=self.total), self.total
-        )
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-
 SHORT = {
     "delivery_delay_s.p99": "p99 delay s",
     "delivery_delay_s.p50": "p50 delay s",
@@ -140,13 +103,6 @@ def _headers(keys: list[str]) -> list[str]:
         SHORT.get(k, last if lasts.count(last) == 1 else k)
         for k, last in zip(keys, lasts, strict=True)
     ]
-
-
-def _file_plots() -> None:
-    """Commands only write plot files: no GUI backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
 
 
 def _percent(value: float) -> str:
@@ -183,7 +139,7 @@ def sweep(
     out: Out = None,
 ) -> None:
     """Run a what-if grid (every combination × replications); write CSVs, plots and report.md."""
-    _file_plots()
+    file_plots()
     from sim.analysis_report import write_sweep_report
     from sim.sweeps import expand_grid
     from sim.sweeps import sweep as run_sweep
@@ -191,7 +147,9 @@ def sweep(
     scenario = load_scenario(scenario_file, set_ or [])
     grid = dict(parse_vary(item) for item in vary)
     n_points = len(expand_grid(grid))
-    with progress_bar(f"sweeping {scenario.name} ({n_points} grid points)", n_points) as tick:
+    with progress_bar(
+        f"sweeping {scenario.name} ({n_points} grid points)", console, n_points
+    ) as tick:
         result = run_sweep(
             scenario,
             grid,
@@ -266,12 +224,12 @@ def size(
     out: Out = None,
 ) -> None:
     """Find the smallest invocation rate limit meeting the SLOs (95 % confidence); exit 1 if none."""
-    _file_plots()
+    file_plots()
     from sim.analysis_report import write_size_report
     from sim.sizing import SLO_METRICS, size_rate_limit
 
     scenario = load_scenario(scenario_file, set_ or [])
-    with progress_bar(f"sizing {scenario.name}") as tick:
+    with progress_bar(f"sizing {scenario.name}", console) as tick:
         result = size_rate_limit(
             scenario,
             slo=_pairs(slo, "--slo"),
@@ -325,12 +283,12 @@ def sensitivity(
     out: Out = None,
 ) -> None:
     """Vary each ASSUMPTION setting over a plausible range; report how much each prediction moves."""
-    _file_plots()
+    file_plots()
     from sim.analysis_report import write_sensitivity_report
     from sim.sensitivity import sensitivity as run_sensitivity
 
     scenario = load_scenario(scenario_file, set_ or [])
-    with progress_bar(f"sensitivity of {scenario.name}") as tick:
+    with progress_bar(f"sensitivity of {scenario.name}", console) as tick:
         result = run_sensitivity(
             scenario,
             replications=replications,

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 import yaml
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from sim.cli import app
+from sim.cli import app, file_plots
+from sim.cli.progress import progress_bar
 from sim.loading import load_scenario
 from sim.outputs import number
 
@@ -59,13 +51,14 @@ def run(
     ] = None,
 ) -> None:
     """Simulate a scenario and write its report folder (summary, time series, plots, report.md)."""
+    file_plots()
     from sim.api import simulate
     from sim.report import write_report
 
     shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)]
     scenario = load_scenario(scenario_file, overrides)
-    with _progress_bar(f"simulating {scenario.name}") as tick:
+    with progress_bar(f"simulating {scenario.name}", console) as tick:
         result = simulate(scenario, records=records, workers=workers, progress=tick)
     folder = write_report(result, out or Path("reports") / result.scenario.name)
     _print_summary(result)
@@ -86,39 +79,8 @@ def check(scenario_file: ScenarioArg, set_: SetOption = None) -> None:
     )
 
 
-class _Ticker:
-    def __init__(self, progress: Progress, task: TaskID) -> None:
-        self.progress, self.task = progress, task
-
-    def __call__(self, fraction: float) -> None:
-        self.progress.update(self.task, completed=min(fraction, 1.0) * 100)
-
-
-class _progress_bar:
-    """A rich progress bar over the fraction of the run done (quiet when not a terminal)."""
-
-    def __init__(self, label: str) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self.label = label
-
-    def __enter__(self) -> _Ticker:
-        self.progress.start()
-        return _Ticker(self.progress, self.progress.add_task(self.label, total=100))
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-
 def _print_summary(result: RunResult) -> None:
-    from sim.report import HEADLINE, headline, human_seconds
+    from sim.report import headline, headline_rows, human_seconds
 
     table = Table(
         title=f"{result.scenario.name}: {len(result.replications)} replications, "
@@ -128,14 +90,8 @@ def _print_summary(result: RunResult) -> None:
     table.add_column("metric")
     table.add_column("mean", justify="right")
     table.add_column("95 % CI", justify="right")
-    for name in HEADLINE:
-        row = result.metrics.loc[name]
-        interval = (
-            "–"
-            if math.isnan(row["ci_low"])
-            else f"{number(row['ci_low'])} – {number(row['ci_high'])}"
-        )
-        table.add_row(name, number(row["mean"]), interval)
+    for cells in headline_rows(result):
+        table.add_row(*cells)
     console.print(table)
     for sentence in headline(result):
         console.print(sentence)

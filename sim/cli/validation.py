@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 import yaml
 
-from sim.cli import app
+from sim.cli import app, file_plots
 from sim.errors import InputError
 from sim.loading import load_scenario
 
@@ -59,6 +59,7 @@ def validate(
     """Run each scenario live (load generator → delivery core → local endpoint on 127.0.0.1)
     and in the model, compare every metric against the model's simultaneous 95 % prediction
     intervals and write reports/validation/<name>/. Exit code 0 if all PASS, 1 if any FAILs."""
+    file_plots()
     from sim.api import with_overrides
     from sim.live import loops
     from sim.validation.compare import MIN_REPLICATIONS

@@ -89,8 +89,8 @@ def _as_map(items: np.ndarray) -> dict[int, float]:
     return dict(zip(identity(items).tolist(), items["ready_at"].tolist(), strict=True))
 
 
-class FifoSelector:
-    """Oldest-ready first: the block's token times come from the bucket's closed form."""
+class _Selector:
+    """What both selectors are built from: the queue, the bucket and the limits."""
 
     def __init__(
         self,
@@ -102,6 +102,10 @@ class FifoSelector:
     ) -> None:
         self.queue, self.rate, self.capacity = queue, rate, capacity
         self.retry, self.horizon = retry, horizon
+
+
+class FifoSelector(_Selector):
+    """Oldest-ready first: the block's token times come from the bucket's closed form."""
 
     def select(self, n: int, before: float, full_at: float) -> Block | str | None:
         """The next block: up to n waiting items ready before `before`."""
@@ -165,7 +169,7 @@ class FifoSelector:
         return np.zeros(0, dtype=ITEM)
 
 
-class LifoSelector:
+class LifoSelector(_Selector):
     """Newest-ready first (S3 `lifo`): at each token time, the most recently ready item goes."""
 
     def __init__(
@@ -176,8 +180,7 @@ class LifoSelector:
         retry: RetryPolicy,
         horizon: float,
     ) -> None:
-        self.queue, self.rate, self.capacity = queue, rate, capacity
-        self.retry, self.horizon = retry, horizon
+        super().__init__(queue, rate, capacity, retry, horizon)
         self.stack: list[tuple] = []  # visible waiting items, newest last
         self.last_dispatch_at = 0.0
         self._request: tuple[int, float, float] | None = None  # (peek size, before, full_at)

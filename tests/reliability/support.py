@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import socket
 import struct
@@ -43,6 +44,17 @@ def fuzz_settings(max_examples: int) -> settings:
 
 
 # --- the command line ---------------------------------------------------------------------
+
+
+def all_finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in a nested document."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(all_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(all_finite(v) for v in value)
+    return True
 
 
 def sim_process(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[Any]:

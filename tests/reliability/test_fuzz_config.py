@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from sim.cli import app
 from sim.errors import InputError
 from sim.live.config import CoreConfig, build_config, load_config
 from sim.loading import set_path
-from tests.reliability.support import assert_one_error_line, fuzz_settings, run_sim
+from tests.reliability.support import all_finite, assert_one_error_line, fuzz_settings, run_sim
 
 runner = CliRunner()
 FUZZ = fuzz_settings(150)
@@ -194,16 +193,6 @@ def mutated_configs(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
-def _finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite(v) for v in value)
-    return True
-
-
 def check_config(path: Path, folder: Path) -> CoreConfig | InputError:
     """Load a config file: a config with finite numbers, or one error line without the secret."""
     try:
@@ -222,7 +211,7 @@ def check_config(path: Path, folder: Path) -> CoreConfig | InputError:
         assert not db.exists()
         return err
     assert isinstance(config, CoreConfig)
-    assert _finite(config.model_dump()) and PLANTED not in repr(config)
+    assert all_finite(config.model_dump()) and PLANTED not in repr(config)
     return config
 
 

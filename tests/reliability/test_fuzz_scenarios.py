@@ -12,7 +12,6 @@ A few cases also run through a real `python -m sim` subprocess.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from sim.cli import app
 from sim.errors import InputError
 from sim.loading import load_scenario, set_path
 from sim.scenario import Scenario
-from tests.reliability.support import assert_one_error_line, fuzz_settings, run_sim
+from tests.reliability.support import all_finite, assert_one_error_line, fuzz_settings, run_sim
 
 runner = CliRunner()
 FUZZ = fuzz_settings(150)
@@ -164,16 +163,6 @@ def mutated_scenarios(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
     return data, touched
 
 
-def _finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite(v) for v in value)
-    return True
-
-
 def check_file(path: Path, out: Path) -> Scenario | InputError:
     """The core property, through the library and through `sim check` / `sim run`."""
     try:
@@ -190,7 +179,7 @@ def check_file(path: Path, out: Path) -> Scenario | InputError:
         assert not out.exists()  # never a partial report folder
         return err
     assert isinstance(scenario, Scenario)
-    assert _finite(scenario.model_dump())
+    assert all_finite(scenario.model_dump())
     check = runner.invoke(app, ["check", str(path)])
     assert check.exit_code == 0, check.output
     return scenario
