@@ -32,6 +32,7 @@ import numpy as np
 
 from bench.isolated import ROOT, run_isolated
 from bench.report import Figure, Section, table
+from sim.live.loops import has_uvloop
 
 LIVE_SCENARIO = "scenarios/bench/live-1k.yaml"
 LATENESS_TARGET_S = 0.010
@@ -240,7 +241,7 @@ def live(duration_s: float = 60.0, sweep_s: float = 20.0, uvloop: bool | None = 
     """The 1,000/s run on each event loop (uvloop, `sim core run`'s default, when installed,
     and asyncio's own) and a rate sweep on the default one."""
     loops = ["asyncio"]
-    if uvloop is not False and _has_uvloop():
+    if uvloop is not False and has_uvloop():
         loops.insert(0, "uvloop")
     runs: list[tuple[str, float, dict[str, Any]]] = []
     for rate in SWEEP_RATES:
@@ -318,14 +319,6 @@ def live_section(
 def _loop_lag(result: dict[str, Any]) -> str:
     lag = result.get("loop_lag_ms")
     return f"{lag['p99']:.1f} / {lag['max']:.0f}" if lag else "not measured"
-
-
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def main() -> None:
