@@ -59,7 +59,8 @@ def default_ranges(scenario: Scenario) -> dict[str, list[Any]]:
     ranges: dict[str, list[Any]] = {}
     rate = scenario.destination.invocation_rate_limit_per_second
     if rate is not None:  # an unlimited destination has no token bucket
-        ranges["destination.burst_capacity"] = [1.0, max(1.0, round(rate / 10)), rate, 5 * rate]
+        bursts = [1.0, round(rate / 10), rate, 5 * rate]  # a bucket holds at least one token
+        ranges["destination.burst_capacity"] = [max(1.0, float(b)) for b in bursts]
     ranges["destination.throttle_order"] = ["fifo", "lifo"]
     ranges["retry_policy.backoff.base"] = [0.2, 1.0, 5.0]
     ranges["retry_policy.backoff.multiplier"] = [1.5, 2.0, 3.0]

@@ -2,7 +2,8 @@
 
 A rate meets the SLOs when, for each one the scenario sets, the upper bound of the 95 % CI
 across replications is within the limit (the verdict of `sim run`). Candidate rates form a
-lattice min, min + step, ..., max. Meeting the SLOs is taken to be monotone in the rate (more
+lattice min, min + step, ..., max, above the mean arrival rate (at or below it the backlog
+grows without bound, however short a horizon hides that). Meeting the SLOs is taken to be monotone in the rate (more
 tokens, less waiting): a coarse grid brackets the answer, then bisection narrows it to one
 step. Every rate runs the same replications, so they share random numbers and the verdicts
 move together. A coarse rate above the answer that fails is reported: then the SLOs are not
@@ -32,7 +33,7 @@ from sim.arrivals import expected_count, expected_rate
 from sim.batches import Executor, Progress
 from sim.durations import format_duration
 from sim.errors import InputError
-from sim.results import aggregate, slo_verdict
+from sim.results import P99_SLO_METRIC, aggregate, slo_verdict
 from sim.scenario import Scenario
 from sim.sweeps import prepare, run_points
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 RATE_KEY = "destination.invocation_rate_limit_per_second"
 SLO_METRICS = {
-    "max_p99_delivery_delay": "delivery_delay_s.p99",
+    "max_p99_delivery_delay": P99_SLO_METRIC,
     "max_dropped_fraction": "dropped_fraction",
     "max_dlq_fraction": "dlq_fraction",
 }
@@ -81,17 +82,27 @@ class SizingResult:
         slos = _slo_text(self.scenario)
         span = f"[{_rate(self.min_rate)}, {_rate(self.max_rate)}] (step {_rate(self.step)})"
         n = self.scenario.replications
+        evidence = (
+            f"at 95 % confidence over {n} replications"
+            if n > 1
+            else "on the mean of 1 replication (no confidence interval)"
+        )
         if self.recommended is None:
             return (
-                f"No rate limit in {span} meets {slos} at 95 % confidence over {n} replications: "
+                f"No rate limit in {span} meets {slos} {evidence}: "
                 f"{_binding_text(self)} still fails at {_rate(self.max_rate)}/s."
             )
         text = (
             f"Set invocation_rate_limit_per_second to {_rate(self.recommended)}/s: the smallest rate "
-            f"in {span} that meets {slos} at 95 % confidence over {n} replications"
+            f"in {span} that meets {slos} {evidence}"
         )
         text += f" ({_binding_text(self)} binds)." if self.binding else "."
-        if self.endpoint_limit is not None:
+        if self.endpoint_probe is not None and self.endpoint_limit is None:
+            text += (
+                f" But the endpoint overloads even at {_rate(self.min_rate)}/s: ask the partner "
+                "for capacity."
+            )
+        elif self.endpoint_limit is not None:
             if self.recommended > self.endpoint_limit:
                 text += (
                     f" But the endpoint overloads above {_rate(self.endpoint_limit)}/s, so no rate "
@@ -135,12 +146,17 @@ def nice_step(span: float, points: int = 200) -> float:
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
+def mean_arrival_rate(scenario: Scenario) -> float:
+    """Expected arrivals per second over the horizon."""
+    return expected_count(scenario.arrivals, scenario.horizon) / scenario.horizon
+
+
 def default_range(scenario: Scenario) -> tuple[float, float]:
     """Search range: from the mean arrival rate (below it the backlog can only grow) to twice
     the peak expected arrival rate, rounded to 1-2-5 steps."""
     horizon = scenario.horizon
     times = np.arange(0.0, horizon, max(1.0, horizon / 200_000)) + 0.5
-    mean = expected_count(scenario.arrivals, horizon) / horizon
+    mean = mean_arrival_rate(scenario)
     peak = max(float(expected_rate(scenario.arrivals, times).max(initial=0.0)), mean, 1.0)
     unit = nice_step(2 * peak, 10)
     return max(1.0, math.floor(mean / unit) * unit), math.ceil(2 * peak / unit) * unit
@@ -171,6 +187,11 @@ def _check_inputs(scenario: Scenario, low: float, high: float, step: float) -> N
         raise InputError("--min/--max", None, f"need 0 < min ≤ max (got {low:g}, {high:g})")
     if step <= 0:
         raise InputError("--step", None, f"must be positive (got {step:g})")
+
+
+def _check_tolerance(tolerance: float) -> None:
+    if not 0 <= tolerance < 1:
+        raise InputError("--max-overload", None, f"must be in [0, 1) (got {tolerance:g})")
 
 
 def size_rate_limit(
@@ -206,13 +227,31 @@ def size_rate_limit(
         seed=seed,
         horizon=horizon,
     )
+    _check_tolerance(overload_tolerance)
     default_low, default_high = default_range(base)
     low = default_low if min_rate is None else float(min_rate)
     high = default_high if max_rate is None else float(max_rate)
+    _check_inputs(base, low, high, 1.0 if step is None else float(step))
     step = nice_step(high - low) if step is None else float(step)
-    if min_rate is None:  # a default lattice of round numbers: multiples of the step
-        low = max(step, math.floor(low / step) * step)
-    _check_inputs(base, low, high, step)
+    mean = mean_arrival_rate(base)
+    notes = []
+    if low <= mean:  # the backlog would grow for ever: such a rate is never recommended
+        first_above = low + (math.floor((mean - low) / step + 1e-9) + 1) * step
+        if min_rate is None:  # a default lattice of round numbers: multiples of the step
+            first_above = (math.floor(mean / step + 1e-9) + 1) * step
+        else:
+            notes.append(
+                f"Rates at or below the mean arrival rate ({_rate(mean)}/s) were not tried: the "
+                f"backlog would grow without bound; the search starts at {_rate(first_above)}/s."
+            )
+        low = round(first_above, 9)
+    if low > high:
+        raise InputError(
+            "--max",
+            None,
+            f"every rate up to {_rate(high)}/s is at or below the mean arrival rate "
+            f"{_rate(mean)}/s, where the backlog grows without bound",
+        )
     lattice = _Lattice(low, high, step)
     probe_wall_s = 0.0
     with Executor(workers, dask) as executor:
@@ -229,6 +268,7 @@ def size_rate_limit(
             binding=binding,
             monotone=monotone,
             overload_tolerance=overload_tolerance,
+            notes=notes,
         )
         if recommended is not None:
             result.notes += _undrained(search, base, recommended)
@@ -262,7 +302,8 @@ def _undrained(search: _SloSearch, base: Scenario, rate: float) -> list[str]:
         return []
     return [
         f"At {_rate(rate)}/s about {row['backlog_at_end.mean']:,.0f} events still wait for a token "
-        "at the horizon; their delays are not in the p99 yet — lengthen the horizon to see them."
+        "at the horizon; the p99 counts them at their age so far, but they will wait longer — "
+        "lengthen the horizon to see their full delays."
     ]
 
 

@@ -128,8 +128,16 @@ def expand_grid(grid: Grid) -> list[dict[str, Any]]:
             raise InputError("--vary", key, "give a list of values")
         if not values:
             raise InputError("--vary", key, "give at least one value")
+    if "replications" in grid:
+        raise InputError(
+            "--vary", "replications", "every point runs the same replications: use --replications"
+        )
     keys = list(grid)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
+UNSET = object()
+"""A point that does not set a parameter (the sensitivity baseline)."""
 
 
 def resolved_value(scenario: Scenario, key: str, given: Any) -> Any:
@@ -147,7 +155,11 @@ def resolved_value(scenario: Scenario, key: str, given: Any) -> Any:
             else:
                 raise KeyError(part)
     except (AttributeError, IndexError, KeyError, ValueError):
-        node = given
+        node = None if given is UNSET else given
+    if node is None:
+        if given is UNSET and key == "destination.burst_capacity":  # not swept: the value in use
+            return scenario.destination.burst
+        return "null"  # swept as null: a category of its own in tables and plots
     if isinstance(node, BaseModel | dict | list):
         return label(node)
     return node
@@ -195,6 +207,8 @@ def run_points(
     progress: Progress | None = None,
 ) -> SweepResult:
     """Simulate each point (an override dict on `base`) for the base's replications."""
+    if batch_size is not None and batch_size < 1:
+        raise InputError("--batch-size", None, f"must be at least 1 (got {batch_size})")
     started = time.perf_counter()
     scenarios = [with_overrides(base, point) for point in points]
     parameters = list(dict.fromkeys(key for point in points for key in point))
@@ -203,7 +217,7 @@ def run_points(
     )
     rows = []
     for index, (point, scenario, reps) in enumerate(zip(points, scenarios, summaries, strict=True)):
-        values = {key: resolved_value(scenario, key, point.get(key)) for key in parameters}
+        values = {key: resolved_value(scenario, key, point.get(key, UNSET)) for key in parameters}
         rows += [{"point": index, **values, **summary} for summary in reps]
     runs = pd.DataFrame(rows)
     return SweepResult(

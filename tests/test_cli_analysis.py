@@ -114,6 +114,11 @@ def test_sweep_default_folder_is_named_after_the_scenario(path: Path, tmp_path: 
             "--dask: expected 'local' or a scheduler",
         ),
         (["--vary", f"{RATE}=-5"], RATE),
+        (["--vary", f"{RATE}=1..2:3:1"], "bad range '1..2:3:1'"),
+        (["--vary", f"{RATE}=20", "--vary", f"{RATE}=30"], "given twice"),
+        (["--vary", "replications=2,4"], "--vary: replications: every point runs the same"),
+        (["--vary", f"{RATE}=20", "--batch-size", "-1"], "--batch-size: must be at least 1"),
+        (["--vary", f"{RATE}=20", "--batch-size", "0"], "--batch-size: must be at least 1"),
     ],
 )
 def test_sweep_bad_input_is_one_line_and_exit_2(path: Path, tmp_path: Path, args, message):
@@ -147,9 +152,24 @@ def test_size_exits_1_and_names_the_binding_slo_when_no_rate_meets(path: Path, t
     )
     assert result.exit_code == 1, result.output
     assert (
-        "No rate limit in [20, 40]" in result.output and "max_p99_delivery_delay" in result.output
+        "No rate limit in [30, 40]" in result.output and "max_p99_delivery_delay" in result.output
     )
     assert (out / "size.json").exists() and (out / "size.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--step", "0"], "--step: must be positive"),
+        (["--max-overload", "-1"], "--max-overload: must be in [0, 1)"),
+        (["--max", "25"], "at or below the mean arrival rate"),
+    ],
+)
+def test_size_bad_options_are_one_line_and_exit_2(path: Path, args, message):
+    result = runner.invoke(app, ["size", str(path), *args, "--workers", "1"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.output
 
 
 def test_size_bad_slo_name_is_exit_2(path: Path):

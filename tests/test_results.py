@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from sim import policy
-from sim.results import Accumulator, aggregate, slo_verdict
-from tests.helpers import scenario
+from sim.results import Accumulator, aggregate, slo_verdict, youngest_ages
+from tests.helpers import scenario, trace_scenario
 
 NAN = math.nan
 
@@ -142,7 +142,7 @@ def test_slo_verdict_uses_the_upper_confidence_bound():
     table = aggregate(
         pd.DataFrame(
             {
-                "delivery_delay_s.p99": [8.0, 9.0, 10.5],
+                "delivery_delay_s.p99_with_pending": [8.0, 9.0, 10.5],
                 "dropped_fraction": [0.0, 0.0, 0.0],
                 "dlq_fraction": [0.0, 0.0, 0.0],
             }
@@ -185,3 +185,35 @@ def test_run_result_draws_the_report_plots():
         _, mine = plt.subplots()
         assert getattr(result, name)(ax=mine) is mine
         plt.close("all")
+
+
+def test_youngest_ages_are_the_most_recent_arrivals_at_their_bin_ends():
+    per_bin = np.array([3, 0, 2, 1])  # bins of 0.5 s over a 2 s horizon
+    assert youngest_ages(per_bin, 0, 0.5, 2.0).size == 0
+    assert youngest_ages(per_bin, 2, 0.5, 2.0).tolist() == [0.0, 0.5]
+    assert youngest_ages(per_bin, 4, 0.5, 2.0).tolist() == [0.0, 0.5, 0.5, 1.5]
+    assert youngest_ages(per_bin, 99, 0.5, 2.0).tolist() == [0.0, 0.5, 0.5, 1.5, 1.5, 1.5]
+
+
+def test_the_p99_slo_counts_events_still_waiting_at_their_age(tmp_path):
+    """2 events/s against 1 token/s: half are still waiting at the horizon. FIFO leaves the
+    most recent ones, so the lower bound on their ages is exact to the 1 s time bin."""
+    from sim.api import simulate
+
+    times = [i / 2 for i in range(200)]
+    s = trace_scenario(
+        tmp_path,
+        times,
+        horizon=100,
+        replications=1,
+        destination={"invocation_rate_limit_per_second": 1, "burst_capacity": 1},
+        endpoint={"latency": {"kind": "constant", "value": 0}},
+    )
+    summary = simulate(s, workers=1).summary.iloc[0]
+    assert summary["events_delivered"] == 100 and summary["events_pending"] == 100
+    delays = np.array([i / 2 for i in range(100)])  # event i leaves at i s
+    ages = np.array([100 - (math.floor(t) + 1) for t in times[100:]], dtype=float)
+    assert summary["delivery_delay_s.p99"] == pytest.approx(np.quantile(delays, 0.99))
+    assert summary["delivery_delay_s.p99_with_pending"] == pytest.approx(
+        np.quantile(np.concatenate((delays, ages)), 0.99)
+    )

@@ -113,3 +113,9 @@ def test_values_the_model_cannot_run_are_skipped_with_a_note(monkeypatch):
         "destination.throttle_order=lifo": "throttle_order: lifo is not supported by the model yet"
     }
     assert list(partial.points) == ["retry_policy.backoff.jitter"]
+
+
+def test_burst_values_stay_valid_for_rates_below_one_per_second():
+    slow = scenario(destination={"invocation_rate_limit_per_second": 0.5})
+    bursts = default_ranges(slow)["destination.burst_capacity"]
+    assert min(bursts) >= 1 and 2.5 in bursts

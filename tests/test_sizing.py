@@ -90,7 +90,7 @@ def test_no_rate_meets_the_slos_says_which_binds():
     assert not result.met and result.recommended is None
     assert result.binding == ["max_p99_delivery_delay"]
     assert (
-        "No rate limit in [20, 60]" in result.sentence()
+        "No rate limit in [40, 60]" in result.sentence()
         and "max_p99_delivery_delay" in result.sentence()
     )
 
@@ -113,7 +113,7 @@ def test_not_monotone_when_higher_rates_overload_the_endpoint():
     assert table.loc[200, "max_p99_delivery_delay.met"]
     assert not result.monotone and any("not monotone" in note for note in result.notes)
     # a coarse grid that misses the window says that a window may exist
-    missed = size_rate_limit(s, min_rate=20, max_rate=500, step=10, workers=2)
+    missed = size_rate_limit(s, min_rate=31, max_rate=500, step=1, workers=2)
     assert not missed.met and any("Different SLOs fail at the two ends" in n for n in missed.notes)
 
 
@@ -128,3 +128,41 @@ def test_inputs_are_checked():
 
 def test_nice_step():
     assert [nice_step(s) for s in (199, 300, 1000, 2, 699)] == [1, 2, 5, 0.01, 5]
+
+
+def test_rates_at_or_below_the_mean_arrival_rate_are_never_recommended():
+    """20/s steady against a 2-minute horizon: 16/s would keep p99 under 30 s within the
+    horizon while the backlog grows for ever; the search starts above 20/s instead."""
+    s = capacity_scenario(
+        horizon=120,
+        arrivals=[{"kind": "constant", "rate_per_second": 20}],
+        endpoint={"latency": {"kind": "constant", "value": 0.05}},
+        slo={"max_p99_delivery_delay": 30, "max_dropped_fraction": 0},
+    )
+    result = size_rate_limit(s, min_rate=1, max_rate=40, step=1, workers=1)
+    assert result.met and result.recommended > 20 and result.min_rate == 21
+    assert (result.evaluations["rate"] > 20).all()
+    assert any("at or below the mean arrival rate (20/s)" in note for note in result.notes)
+    with pytest.raises(InputError, match="at or below the mean arrival rate"):
+        size_rate_limit(s, min_rate=1, max_rate=20, step=1, workers=1)
+
+
+def test_one_replication_claims_no_confidence():
+    s = capacity_scenario(replications=1)
+    result = size_rate_limit(s, min_rate=31, max_rate=45, step=7, workers=1)
+    assert "on the mean of 1 replication (no confidence interval)" in result.sentence()
+    assert "95 %" not in result.sentence()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"step": 0}, "--step: must be positive"),
+        ({"overload_tolerance": -1}, "--max-overload: must be in [0, 1)"),
+        ({"overload_tolerance": 1}, "--max-overload: must be in [0, 1)"),
+    ],
+)
+def test_bad_search_options_are_input_errors(options, message):
+    with pytest.raises(InputError) as err:
+        size_rate_limit(capacity_scenario(), workers=1, **options)
+    assert message in str(err.value)

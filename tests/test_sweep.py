@@ -163,3 +163,21 @@ def test_report_folder(local, tmp_path: Path):
     aggregated = pd.read_csv(folder / "aggregated.csv")
     assert {"metric", "mean", "ci_low", "ci_high", "n", RATE, MIX} <= set(aggregated.columns)
     assert "common random numbers" in (folder / "report.md").read_text()
+
+
+def test_a_null_value_is_a_category_of_its_own():
+    """Sweeping burst_capacity over [null, 5]: null (one second of the rate) keeps its own
+    line and heatmap row instead of vanishing."""
+    result = sweep(
+        base(),
+        {"destination.burst_capacity": [None, 5], RATE: [25, 40]},
+        replications=2,
+        horizon=120,
+        workers=1,
+    )
+    bursts = result.runs.groupby("point")["destination.burst_capacity"].first().tolist()
+    assert bursts == ["null", "null", 5, 5]
+    ax = result.plot_metric("delivery_delay_s.p99", x=RATE)
+    assert len(ax.lines) == 2
+    assert result.plot_heatmap("backlog_peak", x=RATE, y="destination.burst_capacity").images
+    plt.close("all")

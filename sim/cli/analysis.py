@@ -60,7 +60,12 @@ def parse_vary(item: str) -> tuple[str, list[Any]]:
     key = key.strip()
     match = _RANGE.match(text)
     if match:
-        start, stop, step = (float(g) for g in match.groups())
+        try:
+            start, stop, step = (float(g) for g in match.groups())
+        except ValueError:
+            raise InputError(
+                "--vary", key, f"bad range {text!r}: expected start:stop:step"
+            ) from None
         if step <= 0 or stop < start:
             raise InputError("--vary", key, f"bad range {text!r}: need start ≤ stop and step > 0")
         count = math.floor((stop - start) / step + 1e-9) + 1
@@ -71,6 +76,17 @@ def parse_vary(item: str) -> tuple[str, list[Any]]:
     except yaml.YAMLError:
         raise InputError("--vary", key, f"cannot read the values {text!r}") from None
     return key, values
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """The grid of repeated `--vary` options; a key may appear once."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, values = parse_vary(item)
+        if key in grid:
+            raise InputError("--vary", key, "given twice: list all its values in one --vary")
+        grid[key] = values
+    return grid
 
 
 def _pairs(items: list[str] | None, option: str) -> dict[str, Any]:
@@ -145,7 +161,7 @@ def sweep(
     from sim.sweeps import sweep as run_sweep
 
     scenario = load_scenario(scenario_file, set_ or [])
-    grid = dict(parse_vary(item) for item in vary)
+    grid = parse_grid(vary)
     n_points = len(expand_grid(grid))
     with progress_bar(
         f"sweeping {scenario.name} ({n_points} grid points)", console, n_points
@@ -202,7 +218,12 @@ def size(
         ),
     ] = None,
     min_rate: Annotated[
-        float | None, typer.Option("--min", help="Lowest rate to consider (default 1/s).")
+        float | None,
+        typer.Option(
+            "--min",
+            help="Lowest rate to consider (default: just above the mean arrival rate; rates at "
+            "or below it are never tried).",
+        ),
     ] = None,
     max_rate: Annotated[
         float | None,
