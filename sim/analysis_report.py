@@ -86,7 +86,9 @@ def plot_sweep_metric(
     ax = ax or plt.subplots(figsize=(8, 4.5))[1]
     table = _select(result.metric(metric), where)
     fixed = set(where or {})
-    x = x or next((p for p in result.parameters if p not in fixed), None)
+    free = [p for p in result.parameters if p not in fixed]
+    varied = [p for p in free if table[p].nunique(dropna=False) > 1]
+    x = x or next(iter(varied or free), None)  # on x: the first parameter that varies
     others = [p for p in result.parameters if p != x and p not in fixed]
     groups = table.groupby(others, sort=False) if others else [((), table)]
     categories: list[Any] | None = None

@@ -181,3 +181,12 @@ def test_a_null_value_is_a_category_of_its_own():
     assert len(ax.lines) == 2
     assert result.plot_heatmap("backlog_peak", x=RATE, y="destination.burst_capacity").images
     plt.close("all")
+
+
+def test_the_line_plot_puts_the_first_varying_parameter_on_x():
+    result = sweep(
+        base(), {MIX: [{200: 1.0}], RATE: [25, 40]}, replications=2, horizon=120, workers=1
+    )
+    ax = result.plot_metric("backlog_peak")
+    assert ax.get_xlabel() == RATE and len(ax.lines[0].get_xdata()) == 2
+    plt.close("all")
