@@ -36,8 +36,11 @@ def build_scenario(data: Mapping[str, Any], *, source: str, base_dir: Path = Pat
         raise validation_error(err, source) from None
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse one YAML document, turning every I/O, encoding and syntax problem into an InputError."""
+def read_yaml(path: Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
+    """Parse one YAML document, turning every I/O, encoding and syntax problem into an InputError.
+
+    `loader` may be a SafeLoader subclass with more tags (the core config's CloudFormation ones).
+    """
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
@@ -49,7 +52,7 @@ def read_yaml(path: Path) -> Any:
     except OSError as err:
         raise InputError(str(path), None, err.strerror or str(err)) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -1,7 +1,8 @@
 """The live core's configuration file: loading, `${env:NAME}` secrets, references, S15 checks.
 
 A config file (YAML or JSON) lists `Connections`, `ApiDestinations` and `Rules` in their AWS
-shapes plus a small `sim:` section (models in `sim.live.resources`). Any string may contain
+shapes plus a small `sim:` section (models in `sim.live.resources`), or is a CloudFormation
+template with those resources (`sim.live.cloudformation`). Any string may contain
 `${env:NAME}`; such values and every credential are secrets: they are never printed, and
 error messages are scrubbed of them. Every problem is one `InputError` naming the file and
 key path. `config_for_scenario` builds the config that matches a scenario's destination and
@@ -20,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sim.errors import InputError
+from sim.live.cloudformation import TemplateLoader, from_template, is_template
 from sim.live.config_checks import check_endpoint, reference_name
 from sim.live.resources import (
     SECRET_KEYS,
@@ -80,7 +82,7 @@ def load_config(path: str | Path) -> CoreConfig:
             problem = str(err).split("; use sys.set_int_max_str_digits")[0]
             raise InputError(str(path), None, f"invalid JSON: {problem}") from None
     else:
-        data = read_yaml(path)
+        data = read_yaml(path, loader=TemplateLoader)
     return build_config(data, source=str(path))
 
 
@@ -89,6 +91,17 @@ def build_config(data: Any, *, source: str, environ: Mapping[str, str] | None = 
     if not isinstance(data, dict):
         raise InputError(source, None, "a core config must be a mapping of keys")
     _check_size(data, source)
+    if not is_template(data):
+        return _validate(data, source, environ)
+    shape = from_template(data, source)
+    try:
+        return _validate(shape.data, source, environ)
+    except InputError as err:  # name the key as the template has it
+        raise InputError(err.source, shape.template_key(err.key), err.problem) from None
+
+
+def _validate(data: dict[str, Any], source: str, environ: Mapping[str, str] | None) -> CoreConfig:
+    """Substitute `${env:NAME}`, validate the models and check references (API-shaped data)."""
     secrets: set[str] = set()
     data = _substitute(data, os.environ if environ is None else environ, source, (), secrets)
     secrets.update(_raw_secrets(data))
