@@ -19,8 +19,8 @@ def with_overrides(scenario: Scenario, overrides: Mapping[str, Any]) -> Scenario
         return scenario
     data = scenario.model_dump()
     for key, value in overrides.items():
-        set_path(data, key, value, source=f"scenario {scenario.name!r}")
-    return build_scenario(data, source=f"scenario {scenario.name!r} with overrides")
+        set_path(data, key, value, source=scenario.source)
+    return build_scenario(data, source=scenario.source)
 
 
 def simulate(

@@ -31,9 +31,11 @@ def load_scenario(
 def build_scenario(data: Mapping[str, Any], *, source: str, base_dir: Path = Path(".")) -> Scenario:
     """Validate plain data into a Scenario; relative CSV paths resolve against `base_dir`."""
     try:
-        return Scenario.model_validate(data, context={"base_dir": base_dir})
+        scenario = Scenario.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as err:
         raise validation_error(err, source) from None
+    scenario._source = source
+    return scenario
 
 
 def read_yaml(path: Path, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:

@@ -79,8 +79,6 @@ class Loaded:
             np.array_equal(a, b) for a, b in zip(self.arrays, other.arrays, strict=True)
         )
 
-    __hash__ = None  # type: ignore[assignment]
-
 
 def _base_dir(info: ValidationInfo) -> Path:
     context = info.context or {}
@@ -416,6 +414,15 @@ class Scenario(Strict):
     dead_letter_queue: bool = False
     sample_every: PositiveDuration = 60.0
     slo: Slo = Field(default_factory=Slo)
+    _source: str = PrivateAttr(default="")  # the file it came from, for error messages
+
+    def __eq__(self, other: object) -> bool:  # the same what-if, wherever it was read from
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    @property
+    def source(self) -> str:
+        """Where the scenario came from (its file), as error messages name it."""
+        return self._source or f"scenario {self.name!r}"
 
     @model_validator(mode="after")
     def _sample_within_horizon(self) -> Scenario:

@@ -194,3 +194,9 @@ def test_every_analysis_command_has_help():
     for command in ("sweep", "size", "sensitivity"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "--dask" in result.output and "--workers" in result.output
+
+
+def test_errors_in_analysis_overrides_name_the_scenario_file(path: Path):
+    result = runner.invoke(app, ["size", str(path), "--slo", "p99=1s", "--workers", "1"])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith(f"error: {path}: slo.p99: unknown key")
