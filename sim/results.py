@@ -217,7 +217,7 @@ class Accumulator:
         if pending <= 0:
             return p99
         ages = youngest_ages(self.fine["arrivals"], pending, self.fine_s, self.horizon)
-        return float(np.quantile(np.concatenate((delays, ages)), 0.99))
+        return quantile_of_union(delays, ages, 0.99)
 
     def _time_to_drain(self, backlog: np.ndarray) -> float:
         """Length of the congestion episode holding the backlog peak: from when the backlog first
@@ -257,6 +257,24 @@ def youngest_ages(arrivals_per_bin: np.ndarray, n: int, bin_s: float, horizon: f
     taken = np.clip(n - before, 0, counts)
     ends = np.arange(counts.size, 0, -1) * bin_s
     return np.repeat(np.maximum(horizon - ends, 0.0).astype(np.float32), taken)
+
+
+def quantile_of_union(values: np.ndarray, sorted_extra: np.ndarray, q: float) -> float:
+    """np.quantile(concatenate((values, sorted_extra)), q) (linear method) without copying
+    `values`: the two order statistics it needs lie among the largest N - floor(q (N-1)) of
+    each part. Partitions `values` in place; `sorted_extra` must be ascending."""
+    n, total = values.size, values.size + sorted_extra.size
+    if total == 0:
+        return math.nan
+    position = q * (total - 1)
+    below = math.floor(position)
+    tail = total - below  # order statistics below .. total-1
+    if n:
+        values.partition(n - min(tail, n))
+    candidates = np.sort(np.concatenate((values[n - min(tail, n) :], sorted_extra[-tail:])))
+    low = float(candidates[candidates.size - tail])
+    high = float(candidates[candidates.size - tail + 1]) if tail > 1 else low
+    return low + (position - below) * (high - low)
 
 
 def _delay_quantiles(delays: np.ndarray) -> dict[str, float]:

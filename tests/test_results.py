@@ -217,3 +217,16 @@ def test_the_p99_slo_counts_events_still_waiting_at_their_age(tmp_path):
     assert summary["delivery_delay_s.p99_with_pending"] == pytest.approx(
         np.quantile(np.concatenate((delays, ages)), 0.99)
     )
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_quantile_of_union_equals_numpy_on_the_concatenation(seed):
+    from sim.results import quantile_of_union
+
+    rng = np.random.default_rng(seed)
+    values = rng.exponential(size=rng.integers(0, 300)).astype(np.float32)
+    extra = np.sort(rng.exponential(3, size=rng.integers(0 if values.size else 1, 300)))
+    extra = extra.astype(np.float32)
+    q = [0.0, 0.5, 0.99, 1.0, rng.random()][seed % 5]
+    expected = np.quantile(np.concatenate((values, extra)).astype(np.float64), q)
+    assert quantile_of_union(values.copy(), extra, q) == pytest.approx(expected, rel=1e-6)
