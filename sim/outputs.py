@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sim.errors import InputError
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -60,19 +62,45 @@ def save_figure(fig: Figure, path: Path, dpi: int = 110) -> None:
     plt.close(fig)
 
 
+MARKER = "report.md"
+"""Every output folder holds one; only a folder holding it (or an empty one) is replaced."""
+
+
+def check_out_dir(out_dir: Path) -> Path:
+    """`out_dir`, if it can be (re)written: missing, empty, or an earlier report (it holds
+    report.md). Anything else is refused with an InputError naming `--out`, so a mistyped
+    `--out` never deletes someone's files."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() or out_dir.is_symlink():
+        if not out_dir.is_dir() or out_dir.is_symlink():
+            raise InputError("--out", None, f"{out_dir} exists and is not a folder")
+        if any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+            raise InputError(
+                "--out",
+                None,
+                f"{out_dir} is not empty and holds no {MARKER}: not a report folder to replace",
+            )
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError("--out", None, f"cannot create {out_dir.parent}: {err.strerror}") from None
+    return out_dir
+
+
 def write_folder(out_dir: Path, fill: Callable[[Path], None]) -> Path:
     """Write a folder atomically: `fill` writes into a staging folder that then replaces
-    `out_dir`; on any error the staging folder is removed and `out_dir` is left as it was."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    `out_dir` (see `check_out_dir`); on any error the staging folder is removed and `out_dir`
+    is left as it was."""
+    given = check_out_dir(out_dir)
+    target = given.resolve()  # `.` or `..` have no name to stage beside
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a report folder is not
     try:
         fill(staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out_dir
+    return given

@@ -152,3 +152,15 @@ def test_every_command_has_help():
     for command in ("run", "check"):
         assert command in result.output
         assert runner.invoke(app, [command, "--help"]).exit_code == 0
+
+
+def test_run_refuses_an_out_folder_that_is_not_a_report_before_simulating(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "important.txt").write_text("keep me")
+    scenario = Path(__file__).resolve().parent.parent / "scenarios" / "steady.yaml"
+    result = runner.invoke(app, ["run", str(scenario), "--out", str(precious)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().startswith("error: --out: ")
+    assert "not a report folder" in result.output and "simulating" not in result.output
+    assert [p.name for p in precious.iterdir()] == ["important.txt"]

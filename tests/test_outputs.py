@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from sim.errors import InputError
 from sim.outputs import json_safe, number, write_folder
 
 
@@ -50,7 +51,7 @@ def test_write_folder_replaces_the_folder_whole(tmp_path):
 def test_write_folder_leaves_nothing_behind_on_error(tmp_path):
     out = tmp_path / "x"
     out.mkdir()
-    (out / "old.txt").write_text("old")
+    (out / "report.md").write_text("old")
 
     def fill(folder):
         (folder / "half.txt").write_text("half")
@@ -59,4 +60,23 @@ def test_write_folder_leaves_nothing_behind_on_error(tmp_path):
     with pytest.raises(ValueError):
         write_folder(out, fill)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
-    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert [p.name for p in out.iterdir()] == ["report.md"]
+
+
+def test_write_folder_never_replaces_a_folder_that_is_not_a_report(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "important.txt").write_text("keep me")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("keep me too")
+    for target, problem in ((precious, "not a report folder"), (a_file, "is not a folder")):
+        with pytest.raises(InputError) as err:
+            write_folder(target, lambda folder: (folder / "report.md").write_text("new"))
+        assert err.value.source == "--out" and problem in str(err.value)
+    assert (precious / "important.txt").read_text() == "keep me"
+    assert a_file.read_text() == "keep me too"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "precious"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_folder(empty, lambda folder: (folder / "report.md").write_text("new"))
+    assert (empty / "report.md").read_text() == "new"

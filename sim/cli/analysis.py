@@ -16,7 +16,7 @@ from sim.cli import app, file_plots
 from sim.cli.progress import progress_bar
 from sim.errors import InputError
 from sim.loading import load_scenario
-from sim.outputs import number
+from sim.outputs import check_out_dir, number
 
 # The model, pandas and matplotlib load inside the commands that need them: `sim` starts fast.
 
@@ -161,6 +161,7 @@ def sweep(
     from sim.sweeps import sweep as run_sweep
 
     scenario = load_scenario(scenario_file, set_ or [])
+    out = check_out_dir(out or Path("reports") / f"{scenario.name}-sweep")
     grid = parse_grid(vary)
     n_points = len(expand_grid(grid))
     with progress_bar(
@@ -177,9 +178,7 @@ def sweep(
             batch_size=batch_size,
             progress=tick,
         )
-    folder = write_sweep_report(
-        result, out or Path("reports") / f"{result.scenario.name}-sweep", metric
-    )
+    folder = write_sweep_report(result, out, metric)
     shown = [
         m
         for m in (metric or ["delivery_delay_s.p99", "backlog_peak", "dropped_fraction"])
@@ -250,6 +249,7 @@ def size(
     from sim.sizing import SLO_METRICS, size_rate_limit
 
     scenario = load_scenario(scenario_file, set_ or [])
+    out = check_out_dir(out or Path("reports") / f"{scenario.name}-size")
     with progress_bar(f"sizing {scenario.name}", console) as tick:
         result = size_rate_limit(
             scenario,
@@ -265,7 +265,7 @@ def size(
             overload_tolerance=max_overload,
             progress=tick,
         )
-    folder = write_size_report(result, out or Path("reports") / f"{result.scenario.name}-size")
+    folder = write_size_report(result, out)
     table = Table(
         title=f"{result.scenario.name}: rates evaluated ({result.scenario.replications} "
         "replications each; mean [95 % CI upper])",
@@ -309,6 +309,7 @@ def sensitivity(
     from sim.sensitivity import sensitivity as run_sensitivity
 
     scenario = load_scenario(scenario_file, set_ or [])
+    out = check_out_dir(out or Path("reports") / f"{scenario.name}-sensitivity")
     with progress_bar(f"sensitivity of {scenario.name}", console) as tick:
         result = run_sensitivity(
             scenario,
@@ -319,9 +320,7 @@ def sensitivity(
             dask=dask,
             progress=tick,
         )
-    folder = write_sensitivity_report(
-        result, out or Path("reports") / f"{result.scenario.name}-sensitivity"
-    )
+    folder = write_sensitivity_report(result, out)
     changes = result.table()
     conclusions = result.conclusions()
     shown = [

@@ -13,7 +13,7 @@ from rich.table import Table
 from sim.cli import app, file_plots
 from sim.cli.progress import progress_bar
 from sim.loading import load_scenario
-from sim.outputs import number
+from sim.outputs import check_out_dir, number
 
 if TYPE_CHECKING:
     from sim.results import RunResult
@@ -58,9 +58,10 @@ def run(
     shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)]
     scenario = load_scenario(scenario_file, overrides)
+    out = check_out_dir(out or Path("reports") / scenario.name)  # before the run, not after
     with progress_bar(f"simulating {scenario.name}", console) as tick:
         result = simulate(scenario, records=records, workers=workers, progress=tick)
-    folder = write_report(result, out or Path("reports") / result.scenario.name)
+    folder = write_report(result, out)
     _print_summary(result)
     console.print(f"report: [bold]{folder / 'report.md'}[/bold]")
 
