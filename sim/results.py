@@ -96,6 +96,7 @@ class Accumulator:
         self._bin("to_retry_pool", complete[waiting])
         self._bin("ready_again", chunk["next_ready_at"][waiting])
         ended = (final != policy.NO_FINAL) & (complete < self.horizon)
+        self._bin("ended_by_arrival", chunk["arrival_at"][ended])
         delivered = ended & (final == policy.FINAL_DELIVERED)
         self._bin("successes", complete[sent & (outcome == policy.DELIVERED)])
         self._bin("dlq", complete[ended & (final == policy.FINAL_DLQ)])
@@ -210,13 +211,13 @@ class Accumulator:
         return summary
 
     def _p99_with_pending(self, delays: np.ndarray, ended: int, p99: float) -> float:
-        """p99 delivery delay counting each event still pending at the horizon at a lower bound
-        of its age (as if the pending were the most recent arrivals): what the SLO is checked
-        on, so a backlog that has not drained by the horizon cannot hide its delays."""
-        pending = self.n_arrived - ended
-        if pending <= 0:
+        """p99 delivery delay counting each event still pending at the horizon at its age so
+        far (to the time bin): what the SLO is checked on, so a backlog that has not drained
+        by the horizon cannot hide its delays."""
+        if self.n_arrived - ended <= 0:
             return p99
-        ages = youngest_ages(self.fine["arrivals"], pending, self.fine_s, self.horizon)
+        f = self.fine
+        ages = pending_ages(f["arrivals"], f["ended_by_arrival"], self.fine_s, self.horizon)
         return quantile_of_union(delays, ages, 0.99)
 
     def _time_to_drain(self, backlog: np.ndarray) -> float:
@@ -246,17 +247,19 @@ _FINE_COUNTERS = (
     "completed",
     "to_retry_pool",
     "ready_again",
+    "ended_by_arrival",
 )
 
 
-def youngest_ages(arrivals_per_bin: np.ndarray, n: int, bin_s: float, horizon: float) -> np.ndarray:
-    """Ages at the horizon of the `n` most recent arrivals, each taken at the end of its time
-    bin: a lower bound on the ages of any `n` events that arrived (float32, seconds)."""
-    counts = arrivals_per_bin[::-1]
-    before = np.cumsum(counts) - counts
-    taken = np.clip(n - before, 0, counts)
-    ends = np.arange(counts.size, 0, -1) * bin_s
-    return np.repeat(np.maximum(horizon - ends, 0.0).astype(np.float32), taken)
+def pending_ages(
+    arrivals_per_bin: np.ndarray, ended_per_bin: np.ndarray, bin_s: float, horizon: float
+) -> np.ndarray:
+    """Ages at the horizon of the events still pending, ascending (float32, seconds): per
+    arrival time bin, arrivals minus ended events, each aged from the end of its bin (a lower
+    bound, exact to the bin)."""
+    pending = np.maximum(arrivals_per_bin - ended_per_bin, 0)[::-1]
+    ends = np.arange(pending.size, 0, -1) * bin_s
+    return np.repeat(np.maximum(horizon - ends, 0.0).astype(np.float32), pending)
 
 
 def quantile_of_union(values: np.ndarray, sorted_extra: np.ndarray, q: float) -> float:

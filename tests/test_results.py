@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sim import policy
-from sim.results import Accumulator, aggregate, slo_verdict, youngest_ages
+from sim.results import Accumulator, aggregate, pending_ages, slo_verdict
 from tests.helpers import scenario, trace_scenario
 
 NAN = math.nan
@@ -187,17 +187,23 @@ def test_run_result_draws_the_report_plots():
         plt.close("all")
 
 
-def test_youngest_ages_are_the_most_recent_arrivals_at_their_bin_ends():
-    per_bin = np.array([3, 0, 2, 1])  # bins of 0.5 s over a 2 s horizon
-    assert youngest_ages(per_bin, 0, 0.5, 2.0).size == 0
-    assert youngest_ages(per_bin, 2, 0.5, 2.0).tolist() == [0.0, 0.5]
-    assert youngest_ages(per_bin, 4, 0.5, 2.0).tolist() == [0.0, 0.5, 0.5, 1.5]
-    assert youngest_ages(per_bin, 99, 0.5, 2.0).tolist() == [0.0, 0.5, 0.5, 1.5, 1.5, 1.5]
+def test_pending_ages_are_per_arrival_bin_from_the_bin_ends():
+    arrivals = np.array([3, 0, 2, 1])  # bins of 0.5 s over a 2 s horizon
+    assert pending_ages(arrivals, arrivals, 0.5, 2.0).size == 0
+    assert pending_ages(arrivals, np.array([1, 0, 2, 0]), 0.5, 2.0).tolist() == [0.0, 1.5, 1.5]
+    assert pending_ages(arrivals, np.zeros(4, int), 0.5, 2.0).tolist() == [
+        0,
+        0.5,
+        0.5,
+        1.5,
+        1.5,
+        1.5,
+    ]
 
 
 def test_the_p99_slo_counts_events_still_waiting_at_their_age(tmp_path):
-    """2 events/s against 1 token/s: half are still waiting at the horizon. FIFO leaves the
-    most recent ones, so the lower bound on their ages is exact to the 1 s time bin."""
+    """2 events/s against 1 token/s: half are still waiting at the horizon, counted at their
+    age (to the 1 s time bin)."""
     from sim.api import simulate
 
     times = [i / 2 for i in range(200)]
@@ -230,3 +236,27 @@ def test_quantile_of_union_equals_numpy_on_the_concatenation(seed):
     q = [0.0, 0.5, 0.99, 1.0, rng.random()][seed % 5]
     expected = np.quantile(np.concatenate((values, extra)).astype(np.float64), q)
     assert quantile_of_union(values.copy(), extra, q) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_p99_slo_sees_old_events_left_waiting_by_lifo(tmp_path):
+    """LIFO serves the newest first, so the events still waiting are the oldest: 2 events/s
+    against 1 token/s for 100 s leaves the first half of the arrivals waiting."""
+    from sim.api import simulate
+
+    times = [i / 2 for i in range(200)]
+    s = trace_scenario(
+        tmp_path,
+        times,
+        horizon=100,
+        replications=1,
+        destination={
+            "invocation_rate_limit_per_second": 1,
+            "burst_capacity": 1,
+            "throttle_order": "lifo",
+        },
+        endpoint={"latency": {"kind": "constant", "value": 0}},
+    )
+    summary = simulate(s, workers=1).summary.iloc[0]
+    assert summary["events_pending"] == 100
+    assert summary["delivery_delay_s.p99"] < 5  # the delivered are the freshest
+    assert summary["delivery_delay_s.p99_with_pending"] > 90  # the oldest waited ~100 s
