@@ -2,7 +2,8 @@
 
 Sources add up (superposition). Poisson sources draw a Poisson count per window and place
 the events uniformly (per piece of constant rate); `diurnal` thins a Poisson stream at the
-peak rate; `counts` is piecewise constant per CSV bin; `trace` replays its times exactly.
+peak rate; `counts` is piecewise constant per CSV bin (0 where no row covers a time: zero-rate
+pieces draw nothing); `trace` replays its times exactly.
 """
 
 from __future__ import annotations

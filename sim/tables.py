@@ -87,7 +87,12 @@ def read_samples(path: Path, column: str, *, times: bool) -> np.ndarray:
 def read_counts(
     path: Path, time_column: str, count_column: str, bin_s: float | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Binned counts -> (bin edges in s since the first bin, n+1 of them; rate per second per bin)."""
+    """Binned counts -> (piece edges in s since the first row; rate per second in each piece).
+
+    Each row covers [start, start + bin): `bin_s` if given, else the median spacing of the rows.
+    Times no row covers (metrics exports leave out empty bins) get a piece of rate 0, so the
+    edges are strictly increasing and contiguous, and len(edges) == len(rates) + 1.
+    """
     frame = _read_csv(path)
     starts = _seconds(_column(frame, path, time_column), path, time_column)
     counts = _numbers(_column(frame, path, count_column), path, count_column)
@@ -96,13 +101,40 @@ def read_counts(
         raise ValueError(f"{path}: column {count_column!r} line {row + 2}: negative count")
     order = np.argsort(starts, kind="stable")
     starts, counts = starts[order] - starts.min(), counts[order]
-    if np.any(np.diff(starts) == 0):
-        raise ValueError(f"{path}: column {time_column!r} repeats a bin start")
+    lines = order + 2  # the CSV line of each sorted row (line 1 is the header)
+    spacing = np.diff(starts)
+    if np.any(spacing == 0):
+        i = int(np.flatnonzero(spacing == 0)[0])
+        raise ValueError(
+            f"{path}: column {time_column!r} line {lines[i + 1]}: repeats the bin start of "
+            f"line {lines[i]}"
+        )
+    inferred = bin_s is None
     if bin_s is None:
         if len(starts) < 2:
             raise ValueError(f"{path}: one row only; set `bin` to give the bin width")
-        bin_s = float(np.median(np.diff(starts)))
-    if np.any(np.diff(starts) < bin_s - 1e-9):
-        raise ValueError(f"{path}: column {time_column!r}: bins closer together than {bin_s} s")
-    edges = np.append(starts, starts[-1] + bin_s)
-    return edges, counts / bin_s
+        bin_s = float(np.median(spacing))
+    tolerance = 1e-9
+    close = spacing < bin_s - tolerance
+    if close.any():
+        i = int(np.flatnonzero(close)[0])
+        width = f"the bin width of {bin_s:g} s" + (
+            " (the median spacing of the rows; set `bin` to give it)" if inferred else ""
+        )
+        raise ValueError(
+            f"{path}: column {time_column!r} line {lines[i + 1]}: starts {spacing[i]:g} s after "
+            f"line {lines[i]}, less than {width}"
+        )
+    if starts[-1] + bin_s <= starts[-1]:
+        raise ValueError(
+            f"{path}: column {time_column!r}: a bin of {bin_s:g} s is below the resolution of "
+            f"times up to {starts[-1]:g} s"
+        )
+    # Row i is the piece [starts[i], starts[i] + bin); where the next row starts later than that
+    # (beyond the tolerance), the gap up to it is one more piece, of rate 0.
+    ends = starts[:-1] + bin_s
+    gap = starts[1:] - ends > tolerance
+    piece_starts = np.concatenate([starts, ends[gap]])
+    piece_rates = np.concatenate([counts / bin_s, np.zeros(int(gap.sum()))])
+    in_time = np.argsort(piece_starts, kind="stable")
+    return np.append(piece_starts[in_time], starts[-1] + bin_s), piece_rates[in_time]
