@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
+import numpy as np
+import pandas as pd
+import yaml
+from scipy import stats
 
-from sim.durations import format_duration  # noqa: E402
-from sim.outputs import json_safe, number, save_figure, write_folder  # noqa: E402
-from sim.results import RunResult  # noqa: E402
+from sim.durations import format_duration
+from sim.outputs import json_safe, number, save_figure, write_folder
+from sim.results import RunResult
 
 HEADLINE = (
     "events_arrived",
@@ -46,7 +47,7 @@ def _band(timeseries: pd.DataFrame, column: str) -> pd.DataFrame:
     """Mean and 95 % CI of a time-series column across replications, per time bin."""
     grouped = timeseries.groupby("time_s")[column]
     mean, sd, n = grouped.mean(), grouped.std(ddof=1), grouped.count()
-    half = 1.96 * sd / np.sqrt(n)
+    half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(n)  # as the tables' CIs
     return pd.DataFrame({"mean": mean, "low": mean - half.fillna(0), "high": mean + half.fillna(0)})
 
 
@@ -71,10 +72,10 @@ def plot_backlog(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
 def plot_throughput(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
     """Arrivals, attempts and successes per second, mean across replications."""
     ax = ax or plt.subplots(figsize=(9, 4))[1]
-    per_s = result.scenario.sample_every
     for column in ("arrivals", "attempts", "successes"):
         band = _band(result.timeseries, column)
-        ax.plot(_hours(band.index), band["mean"] / per_s, label=column)
+        widths = np.diff(band.index.to_numpy(dtype=float), prepend=0.0)  # the last may be short
+        ax.plot(_hours(band.index), band["mean"] / widths, label=column)
     limit = result.scenario.destination.invocation_rate_limit_per_second
     if limit is not None:
         ax.axhline(limit, color="k", linestyle="--", linewidth=1, label="rate limit")

@@ -54,7 +54,8 @@ class Accumulator:
         self.replication = replication
         self.horizon = scenario.horizon
         self.sample_s = scenario.sample_every
-        self.fine_s = max(self.horizon / 2e6, min(1.0, self.sample_s))
+        finest = max(self.horizon / 2e6, min(1.0, self.sample_s))
+        self.fine_s = self.sample_s / math.ceil(self.sample_s / finest - 1e-9)  # divides it
         n_fine = math.ceil(self.horizon / self.fine_s)
         self.fine = {name: np.zeros(n_fine, dtype=np.int64) for name in _FINE_COUNTERS}
         self.n_arrived = 0
@@ -156,7 +157,7 @@ class Accumulator:
         starts = np.concatenate(([0], ends[:-1] + 1))
         frame = {
             "replication": self.replication,
-            "time_s": np.minimum((ends + 1) * self.fine_s, self.horizon),
+            "time_s": np.minimum((np.arange(ends.size) + 1) * self.sample_s, self.horizon),
         }
         frame.update({name: levels[name][ends] for name in LEVELS})
         for name in SERIES:
@@ -201,7 +202,7 @@ class Accumulator:
                 "delivery_delay_s.mean": float(delays.mean(dtype=np.float64))
                 if delays.size
                 else math.nan,
-                "endpoint_peak_rps": float(self.fine["attempts"].max(initial=0) / self.fine_s),
+                "endpoint_peak_rps": self._peak_rps(),
                 "throttled_fraction": self.throttled / attempts if attempts else 0.0,
                 "dropped_fraction": c.get("events_dropped", 0) / max(self.n_arrived, 1),
                 "dlq_fraction": c.get("events_dlq", 0) / max(self.n_arrived, 1),
@@ -219,6 +220,15 @@ class Accumulator:
         f = self.fine
         ages = pending_ages(f["arrivals"], f["ended_by_arrival"], self.fine_s, self.horizon)
         return quantile_of_union(delays, ages, 0.99)
+
+    def _peak_rps(self) -> float:
+        """Most attempts sent in any 1 s window (sliding over the time bins), per second."""
+        attempts = self.fine["attempts"]
+        window = min(max(1, round(1.0 / self.fine_s)), attempts.size)
+        if window > 1:
+            total = np.concatenate(([0], np.cumsum(attempts)))
+            attempts = total[window:] - total[:-window]
+        return float(attempts.max(initial=0) / (window * self.fine_s))
 
     def _time_to_drain(self, backlog: np.ndarray) -> float:
         """Length of the congestion episode holding the backlog peak: from when the backlog first

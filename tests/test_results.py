@@ -260,3 +260,25 @@ def test_the_p99_slo_sees_old_events_left_waiting_by_lifo(tmp_path):
     assert summary["events_pending"] == 100
     assert summary["delivery_delay_s.p99"] < 5  # the delivered are the freshest
     assert summary["delivery_delay_s.p99_with_pending"] > 90  # the oldest waited ~100 s
+
+
+@pytest.mark.parametrize("sample_every", [0.1, 1.5, 2.5, 60, 420])
+def test_time_series_rows_follow_sample_every_and_peak_rps_does_not(sample_every):
+    """Rows every `sample_every` (the last one may be short), throughput plot per second of
+    each row's width, and endpoint_peak_rps over 1 s windows whatever the sampling."""
+    from sim.api import simulate
+
+    s = scenario(
+        horizon=600,
+        sample_every=sample_every,
+        arrivals=[{"kind": "constant", "rate_per_second": 20}],
+        destination={"invocation_rate_limit_per_second": 50, "burst_capacity": 50},
+    )
+    result = simulate(s, replications=2, workers=1)
+    times = result.timeseries.groupby("replication")["time_s"].apply(list).iloc[0]
+    expected = [
+        min((i + 1) * sample_every, 600) for i in range(math.ceil(600 / sample_every - 1e-9))
+    ]
+    assert times == pytest.approx(expected, abs=1e-9)
+    # 20/s Poisson against 50/s: the busiest second holds a few dozen attempts, never hundreds
+    assert 20 < result.summary["endpoint_peak_rps"].max() < 60
