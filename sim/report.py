@@ -155,7 +155,7 @@ def summary_document(result: RunResult) -> dict[str, Any]:
             "horizon_s": scenario.horizon,
             "wall_s": round(result.wall_s, 3),
             "metrics": {
-                name: {k: row[k] for k in ("mean", "sd", "ci_low", "ci_high")}
+                name: {k: row[k] for k in ("mean", "sd", "ci_low", "ci_high", "n")}
                 for name, row in result.metrics.iterrows()
             },
             "per_replication": result.summary.reset_index().to_dict(orient="records"),
@@ -220,16 +220,20 @@ def headline(result: RunResult) -> list[str]:
     burst = result.scenario.destination.burst
     if m["backlog_peak"] <= burst:
         lines.append("No backlog built up: the rate limit was never the bottleneck for long.")
-    elif math.isnan(m["time_to_drain_s"]):
-        lines.append(
-            f"The backlog peaked at {number(m['backlog_peak'])} events (around {_clock(m['backlog_peak_at_s'])}) "
-            "and had not drained by the horizon."
-        )
     else:
-        lines.append(
-            f"The backlog peaked at {number(m['backlog_peak'])} events (around {_clock(m['backlog_peak_at_s'])}); "
-            f"the congestion lasted {human_seconds(m['time_to_drain_s'])}."
-        )
+        peak = f"The backlog peaked at {number(m['backlog_peak'])} events (around {_clock(m['backlog_peak_at_s'])})"
+        drained = int(result.summary["time_to_drain_s"].notna().sum())
+        runs = len(result.summary)
+        if drained == 0:
+            lines.append(f"{peak} and had not drained by the horizon.")
+        elif drained < runs:
+            lines.append(
+                f"{peak}; it had not drained by the horizon in {runs - drained} of {runs} "
+                f"replications (in the others the congestion lasted "
+                f"{human_seconds(m['time_to_drain_s'])} on average)."
+            )
+        else:
+            lines.append(f"{peak}; the congestion lasted {human_seconds(m['time_to_drain_s'])}.")
     lines.append(
         f"Delivery delay: half within {human_seconds(m['delivery_delay_s.p50'])}, 99 % within "
         f"{human_seconds(m['delivery_delay_s.p99'])}, the slowest {human_seconds(m['delivery_delay_s.max'])}."
@@ -241,11 +245,14 @@ def headline(result: RunResult) -> list[str]:
         f"{number(attempts)} attempts were retries (about ${m['estimated_cost_usd']:.2f} per replication)."
     )
     failed = [c["slo"] for c in result.slo if not c["met"]]
+    judged = (
+        "judged on the upper 95 % bound"
+        if len(result.summary) > 1
+        else "judged on the one replication's value: no confidence bound"
+    )
     if result.slo:
         lines.append(
-            "All SLOs met."
-            if not failed
-            else f"SLO not met: {', '.join(failed)} (judged on the upper 95 % bound)."
+            "All SLOs met." if not failed else f"SLO not met: {', '.join(failed)} ({judged})."
         )
     return lines
 

@@ -103,7 +103,10 @@ class Accumulator:
         self._bin("dlq", complete[ended & (final == policy.FINAL_DLQ)])
         self._bin("dropped", complete[ended & (final == policy.FINAL_DROPPED)])
         self._count("InvocationAttempts", sent.sum())
-        self._count("SuccessfulInvocationAttempts", (outcome == policy.DELIVERED).sum())
+        self._count(  # as seen at the horizon, like the `successes` series
+            "SuccessfulInvocationAttempts",
+            ((outcome == policy.DELIVERED) & (complete < self.horizon)).sum(),
+        )
         self._count("RetryInvocationAttempts", (sent & (chunk["attempt"] > 1)).sum())
         self._count("events_delivered", delivered.sum())
         self._count("events_dlq", (ended & (final == policy.FINAL_DLQ)).sum())

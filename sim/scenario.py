@@ -433,8 +433,11 @@ class Scenario(Strict):
     def assumptions(self) -> dict[str, Any]:
         """The ASSUMPTION settings (not documented by AWS) this scenario runs with, by key path."""
         backoff = self.retry_policy.backoff
+        limited = self.destination.invocation_rate_limit_per_second is not None
         return {
-            "destination.burst_capacity": self.destination.burst,
+            "destination.burst_capacity": self.destination.burst
+            if limited
+            else "none (no rate limit)",
             "destination.throttle_order": self.destination.throttle_order,
             "retry_policy.backoff.base": format_duration(backoff.base),
             "retry_policy.backoff.multiplier": backoff.multiplier,

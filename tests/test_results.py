@@ -282,3 +282,32 @@ def test_time_series_rows_follow_sample_every_and_peak_rps_does_not(sample_every
     assert times == pytest.approx(expected, abs=1e-9)
     # 20/s Poisson against 50/s: the busiest second holds a few dozen attempts, never hundreds
     assert 20 < result.summary["endpoint_peak_rps"].max() < 60
+
+
+def test_headline_says_when_some_replications_never_drained():
+    from sim.api import simulate
+    from sim.report import headline
+
+    result = simulate(
+        scenario(
+            horizon=300,
+            replications=2,
+            arrivals=[{"kind": "burst", "start": 0, "duration": 60, "rate_per_second": 40}],
+            destination={"invocation_rate_limit_per_second": 10, "burst_capacity": 1},
+        ),
+        workers=1,
+    )
+    summary = result.summary.copy()
+    summary.loc[summary.index[0], "time_to_drain_s"] = math.nan  # as if one had not drained
+    result.summary = summary
+    result.metrics = aggregate(summary)
+    text = " ".join(headline(result))
+    assert "had not drained by the horizon in 1 of 2 replications" in text
+
+
+def test_one_replication_verdict_claims_no_confidence_bound():
+    from sim.api import simulate
+    from sim.report import headline
+
+    result = simulate(scenario(replications=1, slo={"max_p99_delivery_delay": 0.001}), workers=1)
+    assert "no confidence bound" in headline(result)[-1]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -100,6 +102,14 @@ def _print_summary(result: RunResult) -> None:
         mark = "[green]met[/green]" if check["met"] else "[red]NOT met[/red]"
         show = human_seconds if "delay" in check["slo"] else number
         console.print(
-            f"SLO {check['slo']} ≤ {show(check['limit'])}: {mark} "
-            f"(mean {show(check['mean'])}, upper 95 % bound {show(check['ci_high'])})"
+            f"SLO {check['slo']} ≤ {show(check['limit'])}: {mark} {_evidence(check, show)}"
         )
+
+
+def _evidence(check: dict[str, Any], show: Callable[[float], str]) -> str:
+    """What an SLO verdict rests on: the mean and its upper 95 % bound, when there is one."""
+    if math.isnan(check["mean"]):
+        return "(no data: no event delivered or pending)"
+    if math.isnan(check["ci_high"]):
+        return f"(value {show(check['mean'])}; one replication gives no confidence bound)"
+    return f"(mean {show(check['mean'])}, upper 95 % bound {show(check['ci_high'])})"
