@@ -309,5 +309,12 @@ def test_one_replication_verdict_claims_no_confidence_bound():
     from sim.api import simulate
     from sim.report import headline
 
-    result = simulate(scenario(replications=1, slo={"max_p99_delivery_delay": 0.001}), workers=1)
+    result = simulate(
+        scenario(
+            replications=1,
+            endpoint={"latency": {"kind": "constant", "value": 0.05}},
+            slo={"max_p99_delivery_delay": 0.001},
+        ),
+        workers=1,
+    )
     assert "no confidence bound" in headline(result)[-1]
