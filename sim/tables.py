@@ -44,7 +44,9 @@ def _column(frame: pd.DataFrame, path: Path, name: str) -> pd.Series:
     return column
 
 
-def _numbers(column: pd.Series, path: Path, name: str) -> np.ndarray:
+def _numbers(
+    column: pd.Series, path: Path, name: str, expected: str = "not a finite number"
+) -> np.ndarray:
     import pandas as pd
 
     values = pd.to_numeric(column, errors="coerce")
@@ -52,7 +54,7 @@ def _numbers(column: pd.Series, path: Path, name: str) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"{path}: column {name!r} line {row + 2}: {column.iloc[row]!r} is not a finite number"
+            f"{path}: column {name!r} line {row + 2}: {column.iloc[row]!r} is {expected}"
         )
     return values.to_numpy(dtype=float)
 
@@ -63,6 +65,8 @@ def _seconds(column: pd.Series, path: Path, name: str) -> np.ndarray:
 
     if pd.api.types.is_numeric_dtype(column):
         return _numbers(column, path, name)
+    if pd.to_numeric(column, errors="coerce").notna().any():  # seconds, with a bad cell: name it
+        return _numbers(column, path, name, "neither seconds nor a timestamp")
     stamps = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])

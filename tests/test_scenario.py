@@ -136,6 +136,7 @@ def test_bad_input_names_file_key_and_problem(folder, override, expected):
         ("timestamp,count\n0,1\n60,2\n", "no column 'events'"),
         ("timestamp,events\n0,1\n60,-2\n", "negative count"),
         ("timestamp,events\nyesterday,1\n60,2\n", "neither seconds nor a timestamp"),
+        ("timestamp,events\n0,1\n60,2\n2m,3\n", "line 4: '2m' is neither seconds nor a timestamp"),
         (b"timestamp,events\n0,\xff\n", "not UTF-8"),
         ("", "not a readable CSV"),
     ],
