@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 import yaml
@@ -58,11 +58,13 @@ def validate(
 ) -> None:
     """Run each scenario live (load generator → delivery core → local endpoint on 127.0.0.1)
     and in the model, compare every metric against the model's simultaneous 95 % prediction
-    intervals and write reports/validation/<name>/. Exit code 0 if all PASS, 1 if any FAILs."""
+    intervals and write reports/validation/<name>/. Exit code 0 if all PASS, 1 if any FAILs,
+    2 on bad input (before any live run), 3 if a scenario could not be validated (an error)."""
     file_plots()
     from sim.api import with_overrides
     from sim.live import loops
     from sim.validation.compare import MIN_REPLICATIONS
+    from sim.validation.pipeline import check_model_overrides, check_validatable
     from sim.validation.pipeline import validate as run_validation
 
     if replications < MIN_REPLICATIONS:
@@ -77,26 +79,37 @@ def validate(
         raise InputError(None, "--out", "give --out with one scenario only")
     scenarios = [load_scenario(path, set_ or []) for path in scenario_files]
     model_overrides = _overrides(model_set or [])
-    for scenario in scenarios:  # a bad --model-set fails before any live run
+    mode: Literal["replay", "model"] = "model" if arrivals == "model" else "replay"
+    check_model_overrides(model_overrides, mode)
+    for scenario in scenarios:  # bad input fails before any live run
+        check_validatable(scenario)
         with_overrides(scenario, model_overrides)
-    verdicts = []
+    verdicts: list[bool] = []
+    errors = 0
     for scenario in scenarios:
         folder = out or Path("reports") / "validation" / scenario.name
-        result = run_validation(
-            scenario,
-            replications=replications,
-            model_overrides=model_overrides,
-            arrivals="model" if arrivals == "model" else "replay",
-            out=folder,
-            loop=loop,
-            workers=workers,
-            progress=_say(scenario.name),
-        )
+        try:
+            result = run_validation(
+                scenario,
+                replications=replications,
+                model_overrides=model_overrides,
+                arrivals=mode,
+                out=folder,
+                loop=loop,
+                workers=workers,
+                progress=_say(scenario.name),
+            )
+        except Exception as err:  # one scenario's error must not lose the others' verdicts
+            errors += 1
+            message = " ".join(str(err).split()) or "(no message)"
+            typer.echo(f"{scenario.name}: ERROR  {type(err).__name__}: {message}")
+            continue
         _print(result)
         verdicts.append(result.passed)
     if len(scenarios) > 1:
-        typer.echo(f"{sum(verdicts)}/{len(verdicts)} scenarios PASS")
-    raise typer.Exit(0 if all(verdicts) else 1)
+        summary = f"{sum(verdicts)}/{len(scenarios)} scenarios PASS"
+        typer.echo(summary + (f", {errors} errored" if errors else ""))
+    raise typer.Exit(3 if errors else 0 if all(verdicts) else 1)
 
 
 def _say(name: str) -> Callable[[str], None]:
@@ -119,15 +132,17 @@ def _overrides(items: list[str]) -> dict[str, Any]:
 
 def _print(result: Validation) -> None:
     c = result.comparison
-    verdict = "PASS" if c.passed else "FAIL"
+    verdict = result.verdict
     figures = result.overhead.figures()
     lag, excess = figures["dispatch_lag_ms"], figures["client_excess_ms"]
     typer.echo(
         f"{result.scenario.name}: {verdict}  T = {c.statistic:.2f} (limit {c.critical:.2f}, "
         f"{len(c.items)} items, {c.replications} model replications)"
     )
-    if not c.passed:
-        typer.echo(f"  outside: {', '.join(c.failed())}")
+    for reason in result.reasons():
+        typer.echo(f"  {reason}")
+    if c.undefined():
+        typer.echo(f"  not tested (undefined in too many model runs): {', '.join(c.undefined())}")
     typer.echo(
         f"  core overhead: dispatch lag p50 {lag['p50']:.1f} ms, p99 {lag['p99']:.1f} ms; "
         f"client latency beyond the endpoint's p50 {excess['p50']:.1f} ms, "

@@ -23,6 +23,7 @@ KS p-values anti-conservative; the plain p-value is reported for information onl
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -86,9 +87,14 @@ class ItemResult:
     pi95: tuple[float, float]  # the model's marginal 95 % prediction interval (2.5 %, 97.5 %)
     interval: tuple[float, float]  # simultaneous interval (family level 1 − α)
     z: float
+    tested: bool = True  # False: undefined in too many model runs, left out of T (see `calibrate`)
+    undefined_share: float = 0.0  # share of model runs in which the item is undefined (NaN)
 
     @property
     def inside(self) -> bool:
+        """In its interval (an untested item never FAILs: it is listed as undefined instead)."""
+        if not self.tested:
+            return True
         return bool(self.interval[0] <= self.live <= self.interval[1]) or (
             math.isnan(self.live) and math.isnan(self.median)
         )
@@ -111,7 +117,8 @@ class Comparison:
 
     @property
     def passed(self) -> bool:
-        return bool(self.statistic <= self.critical)
+        """T ≤ c, with a finite c: a limit nothing can exceed is no test, so it never PASSes."""
+        return bool(math.isfinite(self.critical) and self.statistic <= self.critical)
 
     def item(self, name: str) -> ItemResult:
         return next(i for i in self.items if i.name == name)
@@ -119,6 +126,10 @@ class Comparison:
     def failed(self) -> list[str]:
         """Names of the items outside their simultaneous interval."""
         return [i.name for i in self.items if not i.inside]
+
+    def undefined(self) -> list[str]:
+        """Items left out of T: undefined (NaN) in too many model runs to be tested."""
+        return [i.name for i in self.items if not i.tested]
 
     def series(self, name: str) -> list[ItemResult]:
         """The per-bin items of one series, in time order."""
@@ -169,6 +180,7 @@ class Calibration:
     held_out: np.ndarray  # T of each held-out replication
     critical: float
     histograms: np.ndarray  # delay histogram per replication
+    tested: np.ndarray  # items in T (the others are undefined in too many model runs)
 
     @property
     def replications(self) -> int:
@@ -186,6 +198,7 @@ class Calibration:
         z_live = self.standard.z(live_values, self.one_sided)
         pi = np.nanquantile(self.values, [0.025, 0.975], axis=0)
         median, c = self.standard.median, self.critical
+        undefined = np.isnan(self.values).mean(axis=0)
         items = []
         for j, name in enumerate(self.names):
             # every item is a count, a delay or a distance: no lower limit below zero
@@ -198,13 +211,15 @@ class Calibration:
                     pi95=(float(pi[0, j]), float(pi[1, j])),
                     interval=(float(low), float(median[j] + c * self.standard.high[j])),
                     z=float(z_live[j]),
+                    tested=bool(self.tested[j]),
+                    undefined_share=float(undefined[j]),
                 )
             )
         return Comparison(
             alpha=self.alpha,
             replications=self.replications,
             critical=c,
-            statistic=float(np.abs(z_live).max()),
+            statistic=float(np.abs(z_live[self.tested]).max(initial=0.0)),
             items=items,
             held_out=self.held_out,
             ks_plain_p=_plain_ks_p(live.delay_histogram, self.pooled),
@@ -225,11 +240,12 @@ def calibrate(model: Sequence[Observation], alpha: float = ALPHA) -> Calibration
     values = np.column_stack((items.values, ks))
     floors = np.append(items.floors, KS_FLOOR)
     one_sided = np.append(items.one_sided, True)
+    k = math.ceil((1 - alpha) * (n + 1))
+    tested = _defined_enough(values, n - k)
     held_out = np.empty(n)
     for i in range(n):
         standard = Standard.of(np.delete(values, i, axis=0), floors)
-        held_out[i] = np.abs(standard.z(values[i], one_sided)).max()
-    k = math.ceil((1 - alpha) * (n + 1))
+        held_out[i] = np.abs(standard.z(values[i], one_sided)[tested]).max(initial=0.0)
     return Calibration(
         alpha=alpha,
         names=[*items.names, KS_ITEM],
@@ -240,7 +256,29 @@ def calibrate(model: Sequence[Observation], alpha: float = ALPHA) -> Calibration
         held_out=held_out,
         critical=float(np.sort(held_out)[k - 1]),
         histograms=histograms,
+        tested=tested,
     )
+
+
+def _defined_enough(values: np.ndarray, budget: int) -> np.ndarray:
+    """Items to keep in T, so that at most `budget` held-out runs get T = inf.
+
+    An item that is NaN in some model runs (delay quantiles of a run with no deliveries) and a
+    number in others has z = inf wherever a run disagrees with the median about being defined.
+    That is a real deviation when it is rare; but once more than α of the held-out runs have
+    T = inf, c is infinite and nothing could ever FAIL. So the items with the most such
+    disagreements are dropped from T, one at a time, until the held-out runs with an infinite
+    T fit in the `budget` (n − k); they are reported as undefined, not tested.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        median_nan = np.isnan(np.nanmedian(values, axis=0))
+    disagree = np.isnan(values) != median_nan
+    tested = np.ones(values.shape[1], dtype=bool)
+    while (disagree[:, tested].any(axis=1)).sum() > budget:
+        counts = np.where(tested, disagree.sum(axis=0), -1)
+        tested[int(np.argmax(counts))] = False
+    return tested
 
 
 def compare(model: Sequence[Observation], live: Observation, alpha: float = ALPHA) -> Comparison:

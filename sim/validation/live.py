@@ -111,8 +111,10 @@ async def _run(scenario: Scenario, replication: int, db_path: Path) -> LiveRun:
     endpoint = EndpointServer(scenario, seed=scenario.seed, replication=replication)
     url = await endpoint.start("127.0.0.1", 0, t0=t0)
     sink = Collector()
-    core = DeliveryCore(validation_config(scenario, url), db_path, sink, replication=replication)
-    try:
+    try:  # the endpoint stops whatever fails, building the core's config included
+        core = DeliveryCore(
+            validation_config(scenario, url), db_path, sink, replication=replication
+        )
         await core.start(t0=t0)
         generator = LoadGenerator(times, core.submit, core.now)
         await generator.run()

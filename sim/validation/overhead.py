@@ -169,3 +169,111 @@ def corrected_records(
         if following[i] >= 0:
             heapq.heappush(queue, (complete_at + wait[i], int(following[i])))
     return out
+
+
+CONFORMANCE_TOLERANCE_S = 0.005
+"""How far ahead of the ideal schedule (or out of order) a live dispatch may be before it counts.
+
+The live core takes its token on the same `policy.TokenBucket` the model uses and records the
+dispatch when the attempt's task starts, never before, so a conforming core is never ahead of
+the ideal schedule at all: the tolerance only absorbs clock and float noise. 5 ms is above
+the event loop's timer granularity (~1 ms) and the p50 dispatch lag (1–2 ms), and far below
+what a wrong core shows (a doubled rate is seconds ahead within a minute; a LIFO queue in a
+backlog overtakes by seconds)."""
+
+
+@dataclass
+class Conformance:
+    """Did the live core keep to the configured schedule? Part of the verdict.
+
+    The overhead correction re-times attempts *later-is-fixable*: it may only remove lateness.
+    A core that sends earlier than the token bucket allows, or out of the configured order,
+    has a genuine defect that the ideal re-timing would otherwise hide, so either FAILs.
+    """
+
+    tolerance_s: float
+    attempts: int  # sent attempts checked
+    ahead: int  # ranks k where the k-th live dispatch precedes the ideal k-th token
+    ahead_max_s: float
+    before_ready: int  # attempts dispatched before they were ready
+    before_ready_max_s: float
+    out_of_order: int  # attempts sent while an attempt ready earlier was still waiting
+    out_of_order_max_s: float  # how much earlier the overtaken attempt had been ready
+
+    @property
+    def ok(self) -> bool:
+        return self.ahead == 0 and self.before_ready == 0 and self.out_of_order == 0
+
+    def problems(self) -> list[str]:
+        """One line per violation kind (empty when the core conformed)."""
+        tol = f"{self.tolerance_s * 1e3:g} ms"
+        out = []
+        if self.ahead:
+            out.append(
+                f"core dispatched ahead of the token bucket: {self.ahead:,} of "
+                f"{self.attempts:,} dispatches earlier than the ideal schedule allows by more "
+                f"than {tol} (at most {self.ahead_max_s * 1e3:,.1f} ms)"
+            )
+        if self.before_ready:
+            out.append(
+                f"core dispatched attempts before they were ready: {self.before_ready:,} by more "
+                f"than {tol} (at most {self.before_ready_max_s * 1e3:,.1f} ms)"
+            )
+        if self.out_of_order:
+            out.append(
+                f"core sent attempts out of the configured (oldest-ready first) order: "
+                f"{self.out_of_order:,} overtook an attempt ready more than {tol} earlier (by up "
+                f"to {self.out_of_order_max_s * 1e3:,.1f} ms)"
+            )
+        return out
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "tolerance_ms": self.tolerance_s * 1e3,
+            "attempts": self.attempts,
+            "ahead": self.ahead,
+            "ahead_max_ms": self.ahead_max_s * 1e3,
+            "before_ready": self.before_ready,
+            "before_ready_max_ms": self.before_ready_max_s * 1e3,
+            "out_of_order": self.out_of_order,
+            "out_of_order_max_ms": self.out_of_order_max_s * 1e3,
+            "problems": self.problems(),
+        }
+
+
+def conformance(
+    records: Chunk,
+    rate: float | None,
+    burst: float,
+    tolerance_s: float = CONFORMANCE_TOLERANCE_S,
+) -> Conformance:
+    """Check the live core against the schedule the correction assumes (oldest-ready first).
+
+    * **Rate**: the k-th live dispatch (in time order) must not precede the k-th token of the
+      ideal token bucket on the live ready times by more than `tolerance_s`. The greedy ideal
+      schedule gives the earliest k-th dispatch any bucket-conforming core can achieve, in any
+      order, so this catches a faster rate or a bigger burst whatever the core's order.
+    * **Ready**: no attempt dispatched more than `tolerance_s` before its ready time.
+    * **Order**: no attempt sent while another, ready more than `tolerance_s` earlier, was
+      still waiting and went more than `tolerance_s` later (FIFO, `throttle_order: fifo`).
+    """
+    sent = ~np.isnan(records["dispatch_at"])
+    ready, dispatch = records["ready_at"][sent], records["dispatch_at"][sent]
+    n = int(dispatch.size)
+    if n == 0:
+        return Conformance(tolerance_s, 0, 0, 0.0, 0, 0.0, 0, 0.0)
+    ideal, _ = policy.gcra_schedule(0.0, rate, burst, np.sort(ready))
+    ahead = np.sort(ideal) - np.sort(dispatch)
+    early = ready - dispatch
+    by_dispatch = np.argsort(dispatch, kind="stable")
+    r, d = ready[by_dispatch], dispatch[by_dispatch]
+    # oldest ready time among attempts dispatched more than `tolerance_s` after each one
+    oldest_later = np.append(np.minimum.accumulate(r[::-1])[::-1], np.inf)
+    skipped = r - oldest_later[np.searchsorted(d, d + tolerance_s, side="right")]
+
+    def count(excess: np.ndarray) -> tuple[int, float]:
+        bad = excess > tolerance_s
+        return int(bad.sum()), float(excess[bad].max()) if bad.any() else 0.0
+
+    return Conformance(tolerance_s, n, *count(ahead), *count(early), *count(skipped))

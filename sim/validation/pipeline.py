@@ -11,11 +11,18 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sim.errors import InputError
 from sim.scenario import Scenario
 from sim.validation.compare import ALPHA, MIN_REPLICATIONS, Comparison, calibrate
 from sim.validation.live import LiveRun, run_live
 from sim.validation.observe import Observation, observe, run_model
-from sim.validation.overhead import Overhead, corrected_records, measure
+from sim.validation.overhead import (
+    Conformance,
+    Overhead,
+    conformance,
+    corrected_records,
+    measure,
+)
 
 DEFAULT_REPLICATIONS = 500
 """Model replications by default: enough for stable scales and the 95 % critical value."""
@@ -41,16 +48,79 @@ class Validation:
     comparison: Comparison  # corrected live values: the verdict
     comparison_raw: Comparison  # raw live values, for information
     model_wall_s: float
+    conformance: Conformance  # the live core kept to the schedule the correction assumes
     report_dir: Path | None = None
 
     @property
     def passed(self) -> bool:
-        return self.comparison.passed
+        """PASS: the live core kept to its schedule and every item lies in its interval."""
+        return self.conformance.ok and self.comparison.passed
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.passed else "FAIL"
+
+    def reasons(self) -> list[str]:
+        """Why it FAILed, one line each (empty on PASS)."""
+        out = self.conformance.problems()
+        if not self.comparison.passed:
+            failed = self.comparison.failed()
+            out.append(
+                f"outside: {', '.join(failed)}"
+                if failed
+                else f"T = {self.comparison.statistic:.2f} above the limit "
+                f"{self.comparison.critical:.2f}"
+            )
+        return out
 
     @property
     def exit_code(self) -> int:
         """0 on PASS, 1 on FAIL."""
         return 0 if self.passed else 1
+
+
+LAYOUT_KEYS = ("horizon", "sample_every")
+"""Keys that set the compared items (time bins, the horizon cut): live and model must agree."""
+
+
+def check_validatable(scenario: Scenario) -> None:
+    """Refuse what the validation cannot check honestly, before any live run (InputError).
+
+    `throttle_order: lifo`: the overhead correction and the core's conformance check replay
+    attempts oldest-ready first; a LIFO core would be re-timed FIFO-style and FAIL falsely.
+    """
+    if scenario.destination.throttle_order != "fifo":
+        raise InputError(
+            scenario.source,
+            "destination.throttle_order",
+            f"{scenario.destination.throttle_order!r} is not supported by sim validate: the "
+            "overhead correction and the core's conformance check assume fifo",
+        )
+
+
+def check_model_overrides(overrides: Mapping[str, Any], arrivals: ArrivalsMode) -> None:
+    """Refuse model-only overrides that would change what is compared (InputError).
+
+    `horizon` and `sample_every` set the items (time bins) and must be the same live and in the
+    model (use `--set`); in `replay` mode the model's arrivals are the live run's, so a
+    model-only `arrivals` override would be silently replaced.
+    """
+    for key in overrides:
+        top = key.split(".", 1)[0].split("[", 1)[0]
+        if top in LAYOUT_KEYS:
+            raise InputError(
+                None,
+                "--model-set",
+                f"{key}: cannot differ between live and model (it sets the compared time "
+                "bins); use --set to change it for both",
+            )
+        if top == "arrivals" and arrivals == "replay":
+            raise InputError(
+                None,
+                "--model-set",
+                f"{key}: with --arrivals replay the model replays the live arrivals; use "
+                "--arrivals model to give the model its own arrivals",
+            )
 
 
 def live_arrivals(live: LiveRun) -> np.ndarray:
@@ -61,6 +131,8 @@ def live_arrivals(live: LiveRun) -> np.ndarray:
 
 def observe_live(live: LiveRun) -> tuple[Overhead, Observation, Observation]:
     """The live run's overhead and its raw and overhead-corrected observations.
+
+    The correction assumes the core kept to its schedule; `conformance` checks that it did.
 
     Raw: the core's records as they are, requests counted where the endpoint received them.
     Corrected: records re-timed on an ideal core (`corrected_records`), requests counted at
@@ -113,12 +185,18 @@ def validate(
     if replications < MIN_REPLICATIONS:
         raise ValueError(f"replications must be at least {MIN_REPLICATIONS} (got {replications})")
     overrides = dict(model_overrides or {})
+    check_validatable(scenario)
+    check_model_overrides(overrides, arrivals)
     model_scenario = with_overrides(scenario, overrides)
     say = progress or (lambda message: None)
     if live is None:
         say(f"live run: {scenario.horizon:g} s of real time")
         live = run_live(scenario, loop=loop)
     overhead, raw, corrected = observe_live(live)
+    destination = live.scenario.destination
+    conforms = conformance(
+        live.records, destination.invocation_rate_limit_per_second, destination.burst
+    )
     say(f"model: {replications} replications")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sim-validate-") as folder:
@@ -140,6 +218,7 @@ def validate(
         comparison=calibration.test(corrected),
         comparison_raw=calibration.test(raw),
         model_wall_s=model_wall_s,
+        conformance=conforms,
     )
     if out is not None:
         from sim.validation.report import write_report

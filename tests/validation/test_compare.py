@@ -2,13 +2,15 @@
 where it is wrong, and the standardization is what the report says."""
 
 import copy
+import math
 
 import numpy as np
 import pytest
 
 from sim.loading import build_scenario
+from sim.results import DELAY_BINS
 from sim.validation.compare import KS_ITEM, Standard, calibrate
-from sim.validation.observe import run_model
+from sim.validation.observe import SCALARS, SERIES, Observation, run_model
 
 SMALL = {
     "name": "small",
@@ -86,3 +88,58 @@ def test_point_masses_get_the_scale_of_their_tail_not_zero():
     standard = Standard.of(values, np.array([1.0]))
     assert standard.low[0] == pytest.approx(np.sqrt(2 * 0.1 * 60**2))
     assert standard.high[0] == 1.0  # the floor
+
+
+def synthetic(n: int, nan_share: dict[str, float], seed: int = 0) -> list[Observation]:
+    """n model-like observations: normal scalars, 3 bins a series, some items NaN in a share."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        scalars = {name: float(rng.normal(100, 10)) for name in SCALARS}
+        for name, share in nan_share.items():
+            if i < round(share * n):
+                scalars[name] = math.nan
+        histogram = rng.multinomial(200, np.full(DELAY_BINS.size - 1, 1 / (DELAY_BINS.size - 1)))
+        out.append(
+            Observation(
+                scalars=scalars,
+                series={name: rng.normal(50, 5, 3) for name in SERIES},
+                delay_histogram=histogram,
+                bin_end_s=np.array([1.0, 2.0, 3.0]),
+                arrivals=np.zeros(3),
+                successes=np.zeros(3),
+            )
+        )
+    return out
+
+
+def test_an_item_undefined_in_many_model_runs_is_not_tested_and_the_limit_stays_finite():
+    """delay p50 NaN in 20 % of the runs (runs with no deliveries): held out, those had T = inf,
+    so c was inf and nothing could FAIL. Now the item is listed as undefined instead."""
+    model = synthetic(100, {"delivery_delay_s.p50": 0.2})
+    calibration = calibrate(model)
+    assert math.isfinite(calibration.critical)
+    live = copy.deepcopy(synthetic(1, {}, seed=9)[0])
+    live.scalars["events_delivered"] = 1e6  # far outside
+    live.scalars["delivery_delay_s.p50"] = 1e6  # not tested
+    result = calibration.test(live)
+    assert not result.passed and result.failed() == ["events_delivered"]
+    assert result.undefined() == ["delivery_delay_s.p50"]
+    assert result.item("delivery_delay_s.p50").undefined_share == pytest.approx(0.2)
+
+
+def test_an_item_rarely_undefined_in_the_model_fails_when_undefined_live():
+    calibration = calibrate(synthetic(100, {"delivery_delay_s.p99": 0.02}))
+    assert math.isfinite(calibration.critical) and all(calibration.tested)
+    live = copy.deepcopy(synthetic(1, {}, seed=9)[0])
+    live.scalars["delivery_delay_s.p99"] = math.nan
+    result = calibration.test(live)
+    assert not result.passed and result.failed() == ["delivery_delay_s.p99"]
+
+
+def test_an_infinite_limit_never_passes():
+    calibration = calibrate(synthetic(100, {}))
+    result = calibration.test(synthetic(1, {}, seed=9)[0])
+    assert result.passed
+    result.critical = math.inf
+    assert not result.passed

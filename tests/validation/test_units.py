@@ -8,11 +8,11 @@ import pytest
 from sim import policy
 from sim.des import simulate_replication
 from sim.live.endpoint_server import RequestRecord
-from sim.records import COLUMNS
+from sim.records import COLUMNS, concat
 from sim.validation.live import EVENT_HEADER, LiveRun
 from sim.validation.loadgen import LoadGenerator, arrival_times, make_event
 from sim.validation.observe import Collector, before_horizon
-from sim.validation.overhead import corrected_records, ideal_dispatch, measure
+from sim.validation.overhead import conformance, corrected_records, ideal_dispatch, measure
 from tests.helpers import scenario
 
 NAN = np.nan
@@ -193,3 +193,58 @@ def test_client_excess_uses_queue_wait_plus_service(status):
     )  # fmt: skip
     live = live_run(records, [request(0, 0.001, 0.3, 0.49, wait=0.15)], {1: 0})
     assert measure(live).client_excess_s[0] == pytest.approx(0.05)
+
+
+def model_records(rate: float, burst: float, order: str = "fifo"):
+    """One model run's attempt records: a perfect core at `rate`/`burst`, serving `order`."""
+    s = scenario(
+        horizon=40,
+        sample_every=5,
+        arrivals=[
+            {"kind": "constant", "rate_per_second": 20},
+            {"kind": "burst", "start": 5, "duration": 10, "rate_per_second": 120},
+        ],
+        destination={
+            "invocation_rate_limit_per_second": rate,
+            "burst_capacity": burst,
+            "throttle_order": order,
+        },
+        endpoint={
+            "latency": {"kind": "constant", "value": 0.01},
+            "responses": {200: 0.9, 503: 0.1},
+        },
+    )
+    sink = Collector()
+    simulate_replication(s, 0, sink)
+    return concat(sink.chunks)
+
+
+def test_a_core_keeping_to_its_schedule_conforms():
+    result = conformance(model_records(40, 10), rate=40, burst=10)
+    assert result.ok and result.attempts > 1000 and result.problems() == []
+
+
+def test_a_core_dispatching_at_twice_the_rate_does_not_conform():
+    """The reviewer's case: 2x the rate, burst 200. The re-timing would hide it; this cannot."""
+    result = conformance(model_records(80, 200), rate=40, burst=10)
+    assert not result.ok and result.ahead > 100 and result.ahead_max_s > 1.0
+    assert "ahead of the token bucket" in result.problems()[0]
+
+
+def test_a_lifo_core_configured_fifo_does_not_conform():
+    result = conformance(model_records(40, 10, order="lifo"), rate=40, burst=10)
+    assert result.ahead == 0  # its rate is right: only its order is wrong
+    assert not result.ok and result.out_of_order > 100 and result.out_of_order_max_s > 1.0
+    assert "out of the configured" in result.problems()[0]
+
+
+def test_conformance_tolerates_jitter_but_not_a_dispatch_before_ready():
+    records = chunk(
+        event_id=[1, 2, 3],
+        ready_at=[0.0, 0.002, 1.0],
+        dispatch_at=[0.003, 0.001, 0.99],  # 2 before 1 within 5 ms; 3 ten ms before ready
+    )
+    result = conformance(records, rate=None, burst=1.0)
+    assert result.out_of_order == 0
+    assert result.before_ready == 1 and result.before_ready_max_s == pytest.approx(0.01)
+    assert not result.ok
