@@ -195,6 +195,7 @@ class Accumulator:
                 if backlog.size
                 else 0.0,
                 "backlog_at_end": int(backlog[-1]) if backlog.size else 0,
+                "in_flight_at_end": int(levels["in_flight"][-1]) if backlog.size else 0,
                 "retry_pool_peak": int(levels["retry_pool"].max(initial=0)),
                 "time_to_drain_s": self._time_to_drain(backlog),
                 **quantiles,

@@ -434,9 +434,12 @@ class _EndpointProbe:
         self.wall_s += sweep.wall_s
         for point, k in enumerate(todo):
             runs = sweep.runs[sweep.runs["point"] == point]
-            attempts = runs["InvocationAttempts"].to_numpy(dtype=float)
+            # attempts answered (or timed out) by the horizon; those still in flight are not
+            answered = runs["InvocationAttempts"] - runs["in_flight_at_end"]
             ok = runs["SuccessfulInvocationAttempts"].to_numpy(dtype=float)
-            overload = pd.DataFrame({"overload_fraction": 1 - ok / np.maximum(attempts, 1)})
+            overload = pd.DataFrame(
+                {"overload_fraction": 1 - ok / np.maximum(answered.to_numpy(dtype=float), 1)}
+            )
             stats = aggregate(overload).loc["overload_fraction"]
             worst = stats["ci_high"] if not math.isnan(stats["ci_high"]) else stats["mean"]
             self.rows[k] = {
