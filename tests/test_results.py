@@ -201,21 +201,33 @@ def test_pending_ages_are_per_arrival_bin_from_the_bin_ends():
     ]
 
 
+TWICE_THE_RATE = [i / 2 for i in range(200)]  # 2 events/s for 100 s
+
+
+def _twice_the_rate(tmp_path, order):
+    """The summary of TWICE_THE_RATE replayed against 1 token/s (burst 1), zero latency."""
+    from sim.api import simulate
+
+    s = trace_scenario(
+        tmp_path,
+        TWICE_THE_RATE,
+        horizon=100,
+        replications=1,
+        destination={
+            "invocation_rate_limit_per_second": 1,
+            "burst_capacity": 1,
+            "throttle_order": order,
+        },
+        endpoint={"latency": {"kind": "constant", "value": 0}},
+    )
+    return simulate(s, workers=1).summary.iloc[0]
+
+
 def test_the_p99_slo_counts_events_still_waiting_at_their_age(tmp_path):
     """2 events/s against 1 token/s: half are still waiting at the horizon, counted at their
     age (to the 1 s time bin)."""
-    from sim.api import simulate
-
-    times = [i / 2 for i in range(200)]
-    s = trace_scenario(
-        tmp_path,
-        times,
-        horizon=100,
-        replications=1,
-        destination={"invocation_rate_limit_per_second": 1, "burst_capacity": 1},
-        endpoint={"latency": {"kind": "constant", "value": 0}},
-    )
-    summary = simulate(s, workers=1).summary.iloc[0]
+    times = TWICE_THE_RATE
+    summary = _twice_the_rate(tmp_path, "fifo")
     assert summary["events_delivered"] == 100 and summary["events_pending"] == 100
     delays = np.array([i / 2 for i in range(100)])  # event i leaves at i s
     ages = np.array([100 - (math.floor(t) + 1) for t in times[100:]], dtype=float)
@@ -241,22 +253,7 @@ def test_quantile_of_union_equals_numpy_on_the_concatenation(seed):
 def test_the_p99_slo_sees_old_events_left_waiting_by_lifo(tmp_path):
     """LIFO serves the newest first, so the events still waiting are the oldest: 2 events/s
     against 1 token/s for 100 s leaves the first half of the arrivals waiting."""
-    from sim.api import simulate
-
-    times = [i / 2 for i in range(200)]
-    s = trace_scenario(
-        tmp_path,
-        times,
-        horizon=100,
-        replications=1,
-        destination={
-            "invocation_rate_limit_per_second": 1,
-            "burst_capacity": 1,
-            "throttle_order": "lifo",
-        },
-        endpoint={"latency": {"kind": "constant", "value": 0}},
-    )
-    summary = simulate(s, workers=1).summary.iloc[0]
+    summary = _twice_the_rate(tmp_path, "lifo")
     assert summary["events_pending"] == 100
     assert summary["delivery_delay_s.p99"] < 5  # the delivered are the freshest
     assert summary["delivery_delay_s.p99_with_pending"] > 90  # the oldest waited ~100 s
