@@ -121,6 +121,10 @@ class SweepResult:
         return plot_sweep_heatmap(self, metric, x=x, y=y, where=where, ax=ax)
 
 
+MAX_GRID_POINTS = 10_000
+"""Most grid points a sweep runs: each is a full simulation (times the replications)."""
+
+
 def expand_grid(grid: Grid) -> list[dict[str, Any]]:
     """Every combination of the grid's values (first key varies slowest), as override dicts."""
     for key, values in grid.items():
@@ -128,6 +132,9 @@ def expand_grid(grid: Grid) -> list[dict[str, Any]]:
             raise InputError("--vary", key, "give a list of values")
         if not values:
             raise InputError("--vary", key, "give at least one value")
+    size = math.prod(len(values) for values in grid.values())
+    if size > MAX_GRID_POINTS:
+        raise InputError("--vary", None, f"{size:,} grid points (at most {MAX_GRID_POINTS:,})")
     if "replications" in grid:
         raise InputError(
             "--vary", "replications", "every point runs the same replications: use --replications"

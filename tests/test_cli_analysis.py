@@ -119,6 +119,11 @@ def test_sweep_default_folder_is_named_after_the_scenario(path: Path, tmp_path: 
         (["--vary", "replications=2,4"], "--vary: replications: every point runs the same"),
         (["--vary", f"{RATE}=20", "--batch-size", "-1"], "--batch-size: must be at least 1"),
         (["--vary", f"{RATE}=20", "--batch-size", "0"], "--batch-size: must be at least 1"),
+        (["--vary", f"{RATE}=1:1000000000:1"], "at most 10,000"),
+        (
+            ["--vary", f"{RATE}=1:200:1", "--vary", "destination.burst_capacity=1:100:1"],
+            "20,000 grid points (at most 10,000)",
+        ),
     ],
 )
 def test_sweep_bad_input_is_one_line_and_exit_2(path: Path, tmp_path: Path, args, message):

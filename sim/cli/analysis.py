@@ -47,6 +47,8 @@ Out = Annotated[
     Path | None, typer.Option(help="Output folder (default: reports/<name>-<command>).")
 ]
 
+MAX_RANGE_VALUES = 10_000
+"""Most values one --vary range may expand to (the grid itself is capped in sim.sweeps)."""
 _RANGE = re.compile(r"^\s*(-?[\d.]+)\s*:\s*(-?[\d.]+)\s*:\s*([\d.]+)\s*$")
 
 
@@ -69,6 +71,10 @@ def parse_vary(item: str) -> tuple[str, list[Any]]:
         if step <= 0 or stop < start:
             raise InputError("--vary", key, f"bad range {text!r}: need start ≤ stop and step > 0")
         count = math.floor((stop - start) / step + 1e-9) + 1
+        if count > MAX_RANGE_VALUES:
+            raise InputError(
+                "--vary", key, f"range {text!r} has {count:,} values (at most {MAX_RANGE_VALUES:,})"
+            )
         values: list[Any] = [round(start + i * step, 9) for i in range(count)]
         return key, [int(v) if v == int(v) else v for v in values]
     try:
