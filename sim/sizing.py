@@ -3,9 +3,9 @@
 A rate meets the SLOs when, for each one the scenario sets, the upper bound of the 95 % CI
 across replications is within the limit (the verdict of `sim run`). Candidate rates form a
 lattice min, min + step, ..., max, above the mean arrival rate (at or below it the backlog
-grows without bound, however short a horizon hides that). Meeting the SLOs is taken to be monotone in the rate (more
-tokens, less waiting): a coarse grid brackets the answer, then bisection narrows it to one
-step. Every rate runs the same replications, so they share random numbers and the verdicts
+grows without bound, however short a horizon hides that). Meeting the SLOs is taken to be
+monotone in the rate (more tokens, less waiting): a coarse grid brackets the answer, then
+bisection narrows it to one step. Every rate runs the same replications, so they share random numbers and the verdicts
 move together. A coarse rate above the answer that fails is reported: then the SLOs are not
 monotone in the rate (typically an endpoint overloaded by the higher rate).
 
@@ -176,7 +176,9 @@ class _Lattice:
         return sorted({int(round(x)) for x in np.linspace(0, self.last, max(2, n))})
 
 
-def _check_inputs(scenario: Scenario, low: float, high: float, step: float) -> None:
+def _check_inputs(
+    scenario: Scenario, low: float, high: float, step: float, overload_tolerance: float
+) -> None:
     if not any(getattr(scenario.slo, name) is not None for name in SLO_METRICS):
         raise InputError(
             scenario.name,
@@ -187,11 +189,9 @@ def _check_inputs(scenario: Scenario, low: float, high: float, step: float) -> N
         raise InputError("--min/--max", None, f"need 0 < min ≤ max (got {low:g}, {high:g})")
     if step <= 0:
         raise InputError("--step", None, f"must be positive (got {step:g})")
-
-
-def _check_tolerance(tolerance: float) -> None:
-    if not 0 <= tolerance < 1:
-        raise InputError("--max-overload", None, f"must be in [0, 1) (got {tolerance:g})")
+    if not 0 <= overload_tolerance < 1:
+        problem = f"must be in [0, 1) (got {overload_tolerance:g})"
+        raise InputError("--max-overload", None, problem)
 
 
 def size_rate_limit(
@@ -227,19 +227,17 @@ def size_rate_limit(
         seed=seed,
         horizon=horizon,
     )
-    _check_tolerance(overload_tolerance)
     default_low, default_high = default_range(base)
     low = default_low if min_rate is None else float(min_rate)
     high = default_high if max_rate is None else float(max_rate)
-    _check_inputs(base, low, high, 1.0 if step is None else float(step))
+    _check_inputs(base, low, high, 1.0 if step is None else float(step), overload_tolerance)
     step = nice_step(high - low) if step is None else float(step)
     mean = mean_arrival_rate(base)
     notes = []
     if low <= mean:  # the backlog would grow for ever: such a rate is never recommended
-        first_above = low + (math.floor((mean - low) / step + 1e-9) + 1) * step
-        if min_rate is None:  # a default lattice of round numbers: multiples of the step
-            first_above = (math.floor(mean / step + 1e-9) + 1) * step
-        else:
+        origin = 0.0 if min_rate is None else low  # default lattice: multiples of the step
+        first_above = origin + (math.floor((mean - origin) / step + 1e-9) + 1) * step
+        if min_rate is not None:
             notes.append(
                 f"Rates at or below the mean arrival rate ({_rate(mean)}/s) were not tried: the "
                 f"backlog would grow without bound; the search starts at {_rate(first_above)}/s."
