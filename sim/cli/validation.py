@@ -12,6 +12,7 @@ import yaml
 from sim.cli import app, file_plots
 from sim.errors import InputError
 from sim.loading import load_scenario
+from sim.outputs import check_out_dir
 
 if TYPE_CHECKING:
     from sim.validation.pipeline import Validation
@@ -81,13 +82,17 @@ def validate(
     model_overrides = _overrides(model_set or [])
     mode: Literal["replay", "model"] = "model" if arrivals == "model" else "replay"
     check_model_overrides(model_overrides, mode)
+    folders = {}
     for scenario in scenarios:  # bad input fails before any live run
         check_validatable(scenario)
         with_overrides(scenario, model_overrides)
+        folders[scenario.name] = check_out_dir(
+            out or Path("reports") / "validation" / scenario.name
+        )
     verdicts: list[bool] = []
     errors = 0
     for scenario in scenarios:
-        folder = out or Path("reports") / "validation" / scenario.name
+        folder = folders[scenario.name]
         try:
             result = run_validation(
                 scenario,

@@ -120,3 +120,12 @@ def test_bins_outside_are_noted_inside_the_verdict_cell():
     row = next(line for line in table.splitlines() if line.startswith("| backlog: worst"))
     assert row.endswith("**FAIL**, 2 bins outside |")
     assert row.count("|") == table.splitlines()[0].count("|")
+
+
+def test_an_out_folder_that_is_not_a_report_is_refused_before_the_live_run(no_live, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "important.txt").write_text("keep me")
+    line = one_error_line(no_live.invoke(app, ["validate", str(STEADY), "--out", str(precious)]))
+    assert line.startswith("error: --out: ") and "not a report folder" in line
+    assert [p.name for p in precious.iterdir()] == ["important.txt"]
