@@ -15,11 +15,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import yaml
-from scipy import stats
 
 from sim.durations import format_duration
 from sim.outputs import json_safe, number, save_figure, write_folder
-from sim.results import RunResult
+from sim.results import RunResult, ci_half_width
 
 HEADLINE = (
     "events_arrived",
@@ -47,8 +46,8 @@ def _band(timeseries: pd.DataFrame, column: str) -> pd.DataFrame:
     """Mean and 95 % CI of a time-series column across replications, per time bin."""
     grouped = timeseries.groupby("time_s")[column]
     mean, sd, n = grouped.mean(), grouped.std(ddof=1), grouped.count()
-    half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(n)  # as the tables' CIs
-    return pd.DataFrame({"mean": mean, "low": mean - half.fillna(0), "high": mean + half.fillna(0)})
+    half = pd.Series(ci_half_width(sd, n), index=mean.index).fillna(0)  # as the tables' CIs
+    return pd.DataFrame({"mean": mean, "low": mean - half, "high": mean + half})
 
 
 def _hours(seconds: pd.Index | np.ndarray) -> np.ndarray:

@@ -313,19 +313,22 @@ def timeseries_frame(results: list[ReplicationResult]) -> pd.DataFrame:
     return pd.concat([r.timeseries for r in results], ignore_index=True)
 
 
-def aggregate(summary: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Mean, standard deviation and t-based confidence interval of each metric across replications."""
+def ci_half_width(sd: Any, n: Any, confidence: float = 0.95) -> np.ndarray:
+    """Half-width of the Student-t confidence interval of a mean, from the standard deviation
+    and the count of its values (elementwise; NaN where fewer than 2 values)."""
     from scipy import stats
 
+    count = np.asarray(n, dtype=float)
+    dof = np.where(count > 1, count - 1, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return stats.t.ppf(0.5 + confidence / 2, dof) * np.asarray(sd, dtype=float) / np.sqrt(count)
+
+
+def aggregate(summary: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Mean, standard deviation and t-based confidence interval of each metric across replications."""
     n = summary.notna().sum()
     mean, sd = summary.mean(), summary.std(ddof=1)
-    half = pd.Series(
-        [
-            stats.t.ppf(0.5 + confidence / 2, k - 1) * s / math.sqrt(k) if k > 1 else math.nan
-            for k, s in zip(n, sd, strict=True)
-        ],
-        index=summary.columns,
-    )
+    half = pd.Series(ci_half_width(sd, n, confidence), index=summary.columns)
     return pd.DataFrame(
         {"mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half, "n": n}
     )
