@@ -32,7 +32,7 @@ import numpy as np
 
 from bench.isolated import ROOT, run_isolated
 from bench.report import Figure, Section, table
-from sim.live.loops import has_uvloop
+from sim.live.delivery.loops import has_uvloop
 
 LIVE_SCENARIO = "scenarios/bench/live-1k.yaml"
 LATENESS_TARGET_S = 0.010
@@ -88,11 +88,11 @@ def stop_endpoint(child: subprocess.Popen[str]) -> dict[str, float]:
 
 async def drive(job: dict[str, Any], url: str, db: Path) -> dict[str, Any]:
     """Run the core with the load generator; return raw measurements."""
-    from sim.arrivals import arrival_windows
-    from sim.live.config import config_for_scenario
-    from sim.live.core import DeliveryCore
-    from sim.loading import load_scenario
+    from sim.live.config.loading import config_for_scenario
+    from sim.live.delivery.core import DeliveryCore
     from sim.rng import generator
+    from sim.scenario.arrivals import arrival_windows
+    from sim.scenario.loading import load_scenario
 
     scenario = load_scenario(job["scenario"], job.get("overrides", {}))
     rng = generator(scenario.seed, 0, "arrivals")
@@ -135,7 +135,7 @@ async def drive(job: dict[str, Any], url: str, db: Path) -> dict[str, Any]:
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     sampler.cancel()
     await core.stop()
-    from sim.live.store import Store
+    from sim.live.delivery.store import Store
 
     store = Store(db)
     try:
@@ -219,7 +219,7 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
 
 def run_live(job: dict[str, Any]) -> dict[str, Any]:
     """The measured process: endpoint subprocess, core + load generator here."""
-    from sim.live import loops
+    from sim.live.delivery import loops
 
     loop = "uvloop" if job.get("uvloop") else "asyncio"  # the endpoint runs on the same kind
     with tempfile.TemporaryDirectory() as tmp:

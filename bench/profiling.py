@@ -213,8 +213,8 @@ def profile(use_py_spy: bool | None = None) -> Section:
 def _block_stats(job: dict[str, Any]) -> dict[str, Any]:
     """Run the job's first replication with `Model._commit` wrapped to log block sizes."""
     from sim.des import engine
-    from sim.loading import load_scenario
-    from sim.results import Accumulator
+    from sim.results.accumulator import Accumulator
+    from sim.scenario.loading import load_scenario
 
     log: list[tuple[float, int, int, float]] = []
     commit = engine.Model._commit

@@ -1,4 +1,4 @@
-"""The model against the straightforward baseline (`bench/baseline.py`) on ref-1h: speed and agreement.
+"""The model against the straightforward baseline (`sim/des/reference.py`) on ref-1h: speed and agreement.
 
 * Speed: wall per replication of each engine, each in its own process, plus a steady-state
   variant (ref-1h without its burst), the model's least favourable case.
@@ -116,7 +116,7 @@ def ratio(model_replications: int = 10, same_seed: int = 3, independent: int = 5
     section = Section(
         "ratio",
         "Model vs one-process-per-event baseline (ref-1h)",
-        f"python -m bench ratio  ({REF_1H}; baseline = bench/baseline.py)",
+        f"python -m bench ratio  ({REF_1H}; baseline = sim/des/reference.py)",
     )
     section.figures = [
         Figure("model per replication, wall (s)", spread(model_walls)),

@@ -13,18 +13,18 @@ import sys
 import time
 from typing import Any
 
-from sim.loading import load_scenario
-from sim.results import Accumulator, ReplicationResult
-from sim.runner import run_replications
-from sim.scenario import Scenario
+from sim.results.accumulator import Accumulator, ReplicationResult
+from sim.runner.replications import run_replications
+from sim.scenario.loading import load_scenario
+from sim.scenario.model import Scenario
 
 
 def run_one_by_one(
     scenario: Scenario, replications: list[int], engine: str
 ) -> tuple[list[ReplicationResult], list[float], list[float]]:
     """Replications one after another in this process, each timed: (results, walls, CPU s)."""
-    from bench.baseline import simulate_replication as baseline
     from sim.des import simulate_replication as model
+    from sim.des.reference import simulate_replication as baseline
 
     simulate = baseline if engine == "baseline" else model
     results, walls, cpus = [], [], []

@@ -1,5 +1,15 @@
 """sim: capacity planning for HTTP event delivery (EventBridge API destinations).
 
+The packages follow the one-way flow of design §2; each imports only those listed before it
+(enforced by `make lint`, see `.importlinter`):
+
+    errors, scenario, rng, policy, records   inputs and the shared vocabulary at the bottom
+    endpoint                                 the partner endpoint's behaviour (model, queue, HTTP)
+    des | live                               the two engines, independent of each other
+    results, runner                          metrics from records; running replications
+    analysis, report                         sweeps, sizing, sensitivity; folders and plots
+    validation, cli                          the live core against the model; the command line
+
 The public API is what `__all__` lists; everything else is internal. Names load on first use
 (PEP 562), so `import sim` — and the `sim` command — start without SciPy or matplotlib.
 """
@@ -11,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 _PUBLIC = {
     "InputError": "sim.errors",
-    "RunResult": "sim.results",
-    "Scenario": "sim.scenario",
-    "load_scenario": "sim.loading",
-    "simulate": "sim.api",
-    "size_rate_limit": "sim.sizing",
-    "sweep": "sim.sweeps",
-    "with_overrides": "sim.api",
+    "RunResult": "sim.results.run",
+    "Scenario": "sim.scenario.model",
+    "load_scenario": "sim.scenario.loading",
+    "plots": "sim.report.plots",
+    "simulate": "sim.runner.simulate",
+    "size_rate_limit": "sim.analysis.sizing",
+    "sweep": "sim.analysis.sweeps",
+    "with_overrides": "sim.scenario.loading",
 }
 
 __all__ = [
@@ -25,6 +36,7 @@ __all__ = [
     "RunResult",
     "Scenario",
     "load_scenario",
+    "plots",
     "simulate",
     "size_rate_limit",
     "sweep",
@@ -32,10 +44,15 @@ __all__ = [
 ]
 
 
+_MODULES = {"plots"}
+"""Public names that are modules: `sim.plots.plot_backlog(result)` and the other plots."""
+
 assert sorted(__all__) == sorted(_PUBLIC)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return import_module(_PUBLIC[name])
     if name in _PUBLIC:
         return getattr(import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'sim' has no attribute {name!r}")
@@ -46,10 +63,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from sim.api import simulate, with_overrides
+    from sim.analysis.sizing import size_rate_limit
+    from sim.analysis.sweeps import sweep
     from sim.errors import InputError
-    from sim.loading import load_scenario
-    from sim.results import RunResult
-    from sim.scenario import Scenario
-    from sim.sizing import size_rate_limit
-    from sim.sweeps import sweep
+    from sim.report import plots
+    from sim.results.run import RunResult
+    from sim.runner.simulate import simulate
+    from sim.scenario.loading import load_scenario, with_overrides
+    from sim.scenario.model import Scenario

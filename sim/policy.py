@@ -12,11 +12,11 @@ import email.utils
 import math
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 import numpy as np
 
-from sim.scenario import Backoff, RetryPolicy
+from sim.scenario.model import Backoff, RetryPolicy
 
 # --- outcomes, finals and reasons: small integer codes (arrays) with names (records) ----------
 
@@ -273,7 +273,7 @@ def decide(
     retry_after = np.asarray(retry_after_s, dtype=float)
     wait = np.fmax(np.asarray(backoff_s, dtype=float), retry_after)  # fmax ignores NaN
     next_ready = np.asarray(complete_at, dtype=float) + wait
-    deadline = np.asarray(arrival_at, dtype=float) + policy.maximum_event_age
+    deadline = age_deadline(arrival_at, policy)
     retryable = (outcome == RETRY) | (outcome == TIMEOUT) | (outcome == CONNECTION_ERROR)
     reason = np.select(
         [
@@ -319,11 +319,27 @@ def _decide_one(
         reason = MAXIMUM_RETRY_ATTEMPTS
     elif retry_after_s < 0:
         reason = RETRY_AFTER_NEGATIVE
-    elif next_ready > arrival_at + policy.maximum_event_age:
+    elif next_ready > age_deadline(arrival_at, policy):
         reason = MAXIMUM_EVENT_AGE
     else:
         return Decision(next_ready, NO_FINAL, NO_REASON)
     return Decision(math.nan, age_out_final(dead_letter_queue), reason)
+
+
+@overload
+def age_deadline(arrival_at: float, policy: RetryPolicy) -> float: ...
+
+
+@overload
+def age_deadline(arrival_at: np.ndarray, policy: RetryPolicy) -> np.ndarray: ...
+
+
+def age_deadline(arrival_at: float | np.ndarray, policy: RetryPolicy) -> float | np.ndarray:
+    """The instant(s) an event reaches its maximum age (S6): arrival + maximum_event_age. An
+    event still waiting for a token then ends; a retry ready after it is never made (S8)."""
+    if _scalars(arrival_at):
+        return float(arrival_at) + policy.maximum_event_age
+    return np.asarray(arrival_at, dtype=float) + policy.maximum_event_age
 
 
 def expired_waiting(
@@ -331,8 +347,8 @@ def expired_waiting(
 ) -> bool | np.ndarray:
     """True where an event would reach the maximum age before its token comes (S6)."""
     if _scalars(dispatch_at, arrival_at):
-        return bool(dispatch_at >= arrival_at + policy.maximum_event_age)  # type: ignore[operator]
-    result = np.asarray(dispatch_at) >= np.asarray(arrival_at) + policy.maximum_event_age
+        return bool(dispatch_at >= age_deadline(arrival_at, policy))  # type: ignore[operator]
+    result = np.asarray(dispatch_at) >= age_deadline(arrival_at, policy)
     return bool(result) if np.ndim(result) == 0 else result
 
 

@@ -1,4 +1,5 @@
-"""The attempt record of design §6, shared by both engines: compact column chunks and their DataFrame.
+"""The attempt record of design §6, shared by both engines: compact column chunks, the `Sink`
+they go to, and their DataFrame.
 
 Engines emit chunks: dicts of equal-length NumPy arrays with the columns below, outcomes,
 finals and reasons as small integer codes (see `sim.policy`), status 0/1 for timeout /
@@ -8,6 +9,7 @@ connection failure. `to_frame` turns chunks into the documented, readable table.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,15 @@ COLUMNS: dict[str, type] = {
 """Column name -> dtype of an attempt chunk. Times are seconds since the run started."""
 
 Chunk = dict[str, np.ndarray]
+
+
+class Sink(Protocol):
+    """Where an engine's output goes: arrival times and attempt-record chunks, as they happen
+    (`sim.results.accumulator.Accumulator` is the usual one)."""
+
+    def arrivals(self, replication: int, times: np.ndarray) -> None: ...
+
+    def attempts(self, chunk: Chunk) -> None: ...
 
 
 def empty_chunk() -> Chunk:

@@ -58,36 +58,3 @@ class KeyedUniforms:
 
 def _stable_hash(name: str) -> int:
     return int.from_bytes(name.encode("utf-8")[:8].ljust(8, b"\0"), "little") % (2**31)
-
-
-class Uniforms:
-    """Uniform draws on [0, 1) served in order from vectorized batches; peek without consuming.
-
-    The model computes a block of attempts ahead and may keep only a prefix of it; drawing by
-    `peek(n)` then `consume(k)` keeps draw i tied to attempt i, whatever the block sizes were.
-    """
-
-    def __init__(self, rng: np.random.Generator, batch: int = 1 << 16) -> None:
-        self._rng = rng
-        self._batch = batch
-        self._buffer = np.empty(0)
-        self._pos = 0
-
-    def peek(self, n: int) -> np.ndarray:
-        """The next n draws, left in place."""
-        available = self._buffer.size - self._pos
-        if available < n:
-            fresh = self._rng.random(max(self._batch, n - available))
-            self._buffer = np.concatenate((self._buffer[self._pos :], fresh))
-            self._pos = 0
-        return self._buffer[self._pos : self._pos + n]
-
-    def consume(self, n: int) -> None:
-        """Mark the next n draws as used (they must have been peeked)."""
-        self._pos += n
-
-    def take(self, n: int) -> np.ndarray:
-        """The next n draws, consumed."""
-        draws = self.peek(n)
-        self.consume(n)
-        return draws

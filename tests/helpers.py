@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from sim.loading import build_scenario
 from sim.records import concat
-from sim.scenario import Scenario
+from sim.scenario.loading import build_scenario
+from sim.scenario.model import Scenario
 
 
 def scenario(**overrides: Any) -> Scenario:

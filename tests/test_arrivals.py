@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from sim.arrivals import arrival_windows, expected_count, expected_rate
 from sim.errors import InputError
-from sim.loading import load_scenario
+from sim.scenario.arrivals import arrival_windows, expected_count, expected_rate
+from sim.scenario.loading import load_scenario
 from tests.test_scenario import DESIGN_EXAMPLE
 
 

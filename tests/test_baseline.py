@@ -1,4 +1,4 @@
-"""The one-process-per-event baseline (bench/baseline.py) and the model give the same attempt log.
+"""The one-process-per-event baseline (sim/des/reference.py) and the model give the same attempt log.
 
 Both consume the same random streams in dispatch order and decide through `sim.policy`, so on
 the same seed every row must match: a disagreement means one engine breaks the semantics.
@@ -7,9 +7,9 @@ the same seed every row must match: a disagreement means one engine breaks the s
 import numpy as np
 import pytest
 
-from bench.baseline import simulate_replication as baseline
 from sim import policy
 from sim.des import simulate_replication as model
+from sim.des.reference import simulate_replication as baseline
 from tests.helpers import ListSink, scenario
 
 ENDPOINT = {

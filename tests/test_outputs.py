@@ -1,4 +1,4 @@
-"""sim.outputs: JSON-safe values, numbers for people, folders written all or nothing."""
+"""sim.report.outputs: JSON-safe values, numbers for people, folders written all or nothing."""
 
 import json
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sim.errors import InputError
-from sim.outputs import json_safe, number, write_folder
+from sim.report.outputs import json_safe, number, write_folder
 
 
 def test_json_safe_turns_non_finite_into_null_and_numpy_into_python():
@@ -72,7 +72,7 @@ def test_write_folder_never_replaces_a_folder_that_is_not_a_report(tmp_path):
     for target, problem in ((precious, "not a report folder"), (a_file, "is not a folder")):
         with pytest.raises(InputError) as err:
             write_folder(target, lambda folder: (folder / "report.md").write_text("new"))
-        assert err.value.source == "--out" and problem in str(err.value)
+        assert err.value.key == "out_dir" and problem in str(err.value)
     assert (precious / "important.txt").read_text() == "keep me"
     assert a_file.read_text() == "keep me too"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "precious"]

@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sim import policy
-from sim.scenario import Backoff, RetryPolicy
+from sim.scenario.model import Backoff, RetryPolicy
 
 
 def explicit_bucket(ready, rate, capacity):

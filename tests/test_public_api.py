@@ -9,6 +9,7 @@ PUBLIC = [
     "RunResult",
     "Scenario",
     "load_scenario",
+    "plots",
     "simulate",
     "size_rate_limit",
     "sweep",
@@ -21,12 +22,13 @@ def test_all_is_pinned():
 
 
 def test_every_public_name_resolves_to_the_object_not_a_submodule():
-    import sim.sensitivity  # noqa: F401  (imports sim.sweeps and sim.sizing as submodules)
-
     for name in PUBLIC:
-        assert not inspect.ismodule(getattr(sim, name)), name
-    assert callable(sim.sweep) and sim.sweep.__module__ == "sim.sweeps"
-    assert sim.size_rate_limit.__module__ == "sim.sizing"
+        assert inspect.ismodule(getattr(sim, name)) == (name == "plots"), name
+    assert sim.plots.__name__ == "sim.report.plots"
+    for plot in ("plot_backlog", "plot_sweep_metric", "plot_sizing", "plot_sensitivity"):
+        assert callable(getattr(sim.plots, plot)), plot
+    assert callable(sim.sweep) and sim.sweep.__module__ == "sim.analysis.sweeps"
+    assert sim.size_rate_limit.__module__ == "sim.analysis.sizing"
 
 
 def test_analysis_signatures():

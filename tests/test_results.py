@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import sim
 from sim import policy
-from sim.results import Accumulator, aggregate, pending_ages, slo_verdict
+from sim.results.accumulator import Accumulator, pending_ages
+from sim.results.tables import aggregate, slo_verdict
 from tests.helpers import scenario, trace_scenario
 
 NAN = math.nan
@@ -158,7 +160,7 @@ def test_run_result_draws_the_report_plots():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sim.api import simulate
+    from sim.runner.simulate import simulate
 
     result = simulate(
         scenario(
@@ -179,11 +181,11 @@ def test_run_result_draws_the_report_plots():
         "plot_dlq",
         "plot_attempts_per_event",
     ):
-        ax = getattr(result, name)()
+        ax = getattr(sim.plots, name)(result)
         assert ax.get_title(), name
         assert ax.lines or ax.patches or ax.collections, f"{name} drew nothing"
         _, mine = plt.subplots()
-        assert getattr(result, name)(ax=mine) is mine
+        assert getattr(sim.plots, name)(result, ax=mine) is mine
         plt.close("all")
 
 
@@ -206,7 +208,7 @@ TWICE_THE_RATE = [i / 2 for i in range(200)]  # 2 events/s for 100 s
 
 def _twice_the_rate(tmp_path, order):
     """The summary of TWICE_THE_RATE replayed against 1 token/s (burst 1), zero latency."""
-    from sim.api import simulate
+    from sim.runner.simulate import simulate
 
     s = trace_scenario(
         tmp_path,
@@ -239,7 +241,7 @@ def test_the_p99_slo_counts_events_still_waiting_at_their_age(tmp_path):
 
 @pytest.mark.parametrize("seed", range(20))
 def test_quantile_of_union_equals_numpy_on_the_concatenation(seed):
-    from sim.results import quantile_of_union
+    from sim.results.accumulator import quantile_of_union
 
     rng = np.random.default_rng(seed)
     values = rng.exponential(size=rng.integers(0, 300)).astype(np.float32)
@@ -263,7 +265,7 @@ def test_the_p99_slo_sees_old_events_left_waiting_by_lifo(tmp_path):
 def test_time_series_rows_follow_sample_every_and_peak_rps_does_not(sample_every):
     """Rows every `sample_every` (the last one may be short), throughput plot per second of
     each row's width, and endpoint_peak_rps over 1 s windows whatever the sampling."""
-    from sim.api import simulate
+    from sim.runner.simulate import simulate
 
     s = scenario(
         horizon=600,
@@ -282,8 +284,8 @@ def test_time_series_rows_follow_sample_every_and_peak_rps_does_not(sample_every
 
 
 def test_headline_says_when_some_replications_never_drained():
-    from sim.api import simulate
-    from sim.report import headline
+    from sim.report.run import headline
+    from sim.runner.simulate import simulate
 
     result = simulate(
         scenario(
@@ -303,8 +305,8 @@ def test_headline_says_when_some_replications_never_drained():
 
 
 def test_one_replication_verdict_claims_no_confidence_bound():
-    from sim.api import simulate
-    from sim.report import headline
+    from sim.report.run import headline
+    from sim.runner.simulate import simulate
 
     result = simulate(
         scenario(

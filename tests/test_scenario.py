@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from sim.errors import InputError
-from sim.loading import load_scenario
+from sim.scenario.loading import load_scenario
 
 DESIGN_EXAMPLE = """
 name: burst

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-import sim.sensitivity as sensitivity_module
-from sim.sensitivity import baseline_values, default_ranges, sensitivity
+import sim.analysis.sensitivity as sensitivity_module
+from sim.analysis.sensitivity import baseline_values, default_ranges, sensitivity
 from tests.helpers import scenario
 
 SETTINGS = [

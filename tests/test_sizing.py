@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from sim.analysis.sizing import nice_step, size_rate_limit
+from sim.analysis.theory import md1_rate_for_wait_quantile
 from sim.cli import app
 from sim.errors import InputError
-from sim.sizing import nice_step, size_rate_limit
-from sim.theory import md1_rate_for_wait_quantile
 from tests.helpers import scenario
 
 runner = CliRunner()
@@ -157,9 +157,9 @@ def test_one_replication_claims_no_confidence():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"step": 0}, "--step: must be positive"),
-        ({"overload_tolerance": -1}, "--max-overload: must be in [0, 1)"),
-        ({"overload_tolerance": 1}, "--max-overload: must be in [0, 1)"),
+        ({"step": 0}, "step: must be positive"),
+        ({"overload_tolerance": -1}, "overload_tolerance: must be in [0, 1)"),
+        ({"overload_tolerance": 1}, "overload_tolerance: must be in [0, 1)"),
     ],
 )
 def test_bad_search_options_are_input_errors(options, message):

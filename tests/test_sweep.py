@@ -10,10 +10,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from sim.analysis_report import write_sweep_report  # noqa: E402
+from sim.analysis.sweeps import expand_grid, sweep  # noqa: E402
 from sim.errors import InputError  # noqa: E402
-from sim.results import aggregate  # noqa: E402
-from sim.sweeps import expand_grid, sweep  # noqa: E402
+from sim.report.analysis import write_sweep_report  # noqa: E402
+from sim.report.plots import plot_sweep_heatmap, plot_sweep_metric  # noqa: E402
+from sim.results.tables import aggregate  # noqa: E402
 from tests.helpers import scenario  # noqa: E402
 
 RATE = "destination.invocation_rate_limit_per_second"
@@ -135,14 +136,14 @@ def test_slo_verdict_per_point(local):
 
 
 def test_plots(local):
-    ax = local.plot_metric("delivery_delay_s.p99")
+    ax = plot_sweep_metric(local, "delivery_delay_s.p99")
     assert len(ax.lines) == 2 and ax.get_xlabel() == RATE  # one line per response mix
-    ax = local.plot_metric("backlog_peak", x=MIX, where={RATE: 40})
+    ax = plot_sweep_metric(local, "backlog_peak", x=MIX, where={RATE: 40})
     assert len(ax.lines) == 1 and [t.get_text() for t in ax.get_xticklabels()][:1] == ["{200: 1.0}"]
-    ax = local.plot_heatmap("backlog_peak")
+    ax = plot_sweep_heatmap(local, "backlog_peak")
     assert ax.images[0].get_array().shape == (2, 2)
     with pytest.raises(ValueError, match="no grid point"):
-        local.plot_metric("backlog_peak", where={RATE: 99})
+        plot_sweep_metric(local, "backlog_peak", where={RATE: 99})
     plt.close("all")
 
 
@@ -177,9 +178,9 @@ def test_a_null_value_is_a_category_of_its_own():
     )
     bursts = result.runs.groupby("point")["destination.burst_capacity"].first().tolist()
     assert bursts == ["null", "null", 5, 5]
-    ax = result.plot_metric("delivery_delay_s.p99", x=RATE)
+    ax = plot_sweep_metric(result, "delivery_delay_s.p99", x=RATE)
     assert len(ax.lines) == 2
-    assert result.plot_heatmap("backlog_peak", x=RATE, y="destination.burst_capacity").images
+    assert plot_sweep_heatmap(result, "backlog_peak", x=RATE, y="destination.burst_capacity").images
     plt.close("all")
 
 
@@ -187,6 +188,6 @@ def test_the_line_plot_puts_the_first_varying_parameter_on_x():
     result = sweep(
         base(), {MIX: [{200: 1.0}], RATE: [25, 40]}, replications=2, horizon=120, workers=1
     )
-    ax = result.plot_metric("backlog_peak")
+    ax = plot_sweep_metric(result, "backlog_peak")
     assert ax.get_xlabel() == RATE and len(ax.lines[0].get_xdata()) == 2
     plt.close("all")

@@ -1,4 +1,4 @@
-"""The exact M/D/1 waiting-time distribution (sim.theory) against long simulations.
+"""The exact M/D/1 waiting-time distribution (sim.analysis.theory) against long simulations.
 
 Two independent checks: a 4-million-customer Lindley recursion in NumPy (no sim code at all),
 and the model itself (burst capacity 1, zero latency, all 200), whose delivery delay is the
@@ -8,8 +8,13 @@ M/D/1 waiting time. Seeds are fixed; tolerances are several standard errors wide
 import numpy as np
 import pytest
 
-from sim.api import simulate
-from sim.theory import md1_mean_wait, md1_rate_for_wait_quantile, md1_wait_cdf, md1_wait_quantile
+from sim.analysis.theory import (
+    md1_mean_wait,
+    md1_rate_for_wait_quantile,
+    md1_wait_cdf,
+    md1_wait_quantile,
+)
+from sim.runner.simulate import simulate
 from tests.helpers import scenario
 
 

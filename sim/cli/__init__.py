@@ -14,6 +14,29 @@ from typer.core import TyperGroup
 
 from sim.errors import InputError
 
+FLAGS = {
+    "batch_size": "--batch-size",
+    "dask": "--dask",
+    "grid": "--vary",
+    "max_rate": "--max",
+    "min_rate": "--min",
+    "model_overrides": "--model-set",
+    "out_dir": "--out",
+    "overload_tolerance": "--max-overload",
+    "step": "--step",
+    "workers": "--workers",
+}
+"""The option that sets each library parameter, so an error names what the user typed."""
+
+
+def as_flags(err: InputError) -> InputError:
+    """A library error naming a parameter (`out_dir`, `grid.x`) as one naming its option
+    (`--out`, `--vary: x`)."""
+    head, _, rest = (err.key or "").partition(".")
+    if err.source is None and head in FLAGS:
+        return InputError(FLAGS[head], rest or None, err.problem)
+    return err
+
 
 class _Group(TyperGroup):
     """Turns InputError into `error: file: key: problem` and exit code 2, for every command."""
@@ -22,7 +45,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except InputError as err:
-            typer.echo(f"error: {err}", err=True)
+            typer.echo(f"error: {as_flags(err)}", err=True)
             raise typer.Exit(2) from None
 
 

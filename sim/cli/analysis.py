@@ -15,13 +15,14 @@ from rich.table import Table
 from sim.cli import app, file_plots
 from sim.cli.progress import progress_bar
 from sim.errors import InputError
-from sim.loading import load_scenario
-from sim.outputs import check_out_dir, number
+from sim.report.outputs import check_out_dir, number
+from sim.scenario.loading import load_scenario
+from sim.scenario.model import Slo
 
 # The model, pandas and matplotlib load inside the commands that need them: `sim` starts fast.
 
 console = Console()
-SLO_NAMES = ("max_p99_delivery_delay", "max_dropped_fraction", "max_dlq_fraction")
+SLO_NAMES = tuple(Slo.model_fields)
 
 ScenarioArg = Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)]
 SetOption = Annotated[
@@ -48,7 +49,7 @@ Out = Annotated[
 ]
 
 MAX_RANGE_VALUES = 10_000
-"""Most values one --vary range may expand to (the grid itself is capped in sim.sweeps)."""
+"""Most values one --vary range may expand to (the grid itself is capped in sim.analysis.sweeps)."""
 _RANGE = re.compile(r"^\s*(-?[\d.]+)\s*:\s*(-?[\d.]+)\s*:\s*([\d.]+)\s*$")
 
 
@@ -162,9 +163,9 @@ def sweep(
 ) -> None:
     """Run a what-if grid (every combination × replications); write CSVs, plots and report.md."""
     file_plots()
-    from sim.analysis_report import write_sweep_report
-    from sim.sweeps import expand_grid
-    from sim.sweeps import sweep as run_sweep
+    from sim.analysis.sweeps import expand_grid
+    from sim.analysis.sweeps import sweep as run_sweep
+    from sim.report.analysis import write_sweep_report
 
     scenario = load_scenario(scenario_file, set_ or [])
     out = check_out_dir(out or Path("reports") / f"{scenario.name}-sweep")
@@ -251,8 +252,9 @@ def size(
 ) -> None:
     """Find the smallest invocation rate limit meeting the SLOs (95 % confidence); exit 1 if none."""
     file_plots()
-    from sim.analysis_report import write_size_report
-    from sim.sizing import SLO_METRICS, size_rate_limit
+    from sim.analysis.sizing import size_rate_limit
+    from sim.report.analysis import write_size_report
+    from sim.results.tables import SLO_METRICS
 
     scenario = load_scenario(scenario_file, set_ or [])
     out = check_out_dir(out or Path("reports") / f"{scenario.name}-size")
@@ -311,8 +313,8 @@ def sensitivity(
 ) -> None:
     """Vary each ASSUMPTION setting over a plausible range; report how much each prediction moves."""
     file_plots()
-    from sim.analysis_report import write_sensitivity_report
-    from sim.sensitivity import sensitivity as run_sensitivity
+    from sim.analysis.sensitivity import sensitivity as run_sensitivity
+    from sim.report.analysis import write_sensitivity_report
 
     scenario = load_scenario(scenario_file, set_ or [])
     out = check_out_dir(out or Path("reports") / f"{scenario.name}-sensitivity")

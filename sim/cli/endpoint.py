@@ -10,7 +10,7 @@ import typer
 from sim.cli import app
 from sim.cli.live import LoopOption, event_loop
 from sim.errors import InputError
-from sim.loading import load_scenario
+from sim.scenario.loading import load_scenario
 
 
 @app.command()
@@ -44,7 +44,8 @@ def endpoint(
 
     Prints `listening on URL` once ready; runs until Ctrl-C or SIGTERM.
     """
-    from sim.live.endpoint_server import EndpointServer, OAuthSettings, RequestLog, describe, serve
+    from sim.endpoint.server import EndpointServer, OAuthSettings, RequestLog, describe, serve
+    from sim.live.delivery import loops
 
     loop_name = event_loop(loop)
     scenario = load_scenario(scenario_file, set_ or [])
@@ -60,7 +61,7 @@ def endpoint(
     server = EndpointServer(scenario, seed=seed, oauth=oauth, log=request_log)
     typer.echo(f"serving {describe(scenario)}", err=True)
     try:
-        serve(server, host, port, announce=_announce, loop=loop_name)
+        serve(server, host, port, announce=_announce, run=lambda main: loops.run(main, loop_name))
     except OSError as err:
         raise InputError(None, "--port", f"cannot listen on {host}:{port}: {err}") from None
 

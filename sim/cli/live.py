@@ -16,7 +16,7 @@ from sim.cli import app
 from sim.errors import InputError
 
 if TYPE_CHECKING:
-    from sim.live.config import CoreConfig
+    from sim.live.config.loading import CoreConfig
     from sim.live.service import CsvRecords, Events, RunSummary
 
 # aiohttp and the core load inside the commands that need them: `sim` starts fast.
@@ -34,7 +34,7 @@ LoopOption = typer.Option(
 
 def event_loop(name: str | None) -> str:
     """The `--loop` choice, checked (exit 2 with one line when unknown or not installed)."""
-    from sim.live.loops import check_loop
+    from sim.live.delivery.loops import check_loop
 
     try:
         return check_loop(name)
@@ -63,8 +63,8 @@ def run(
     loop: Annotated[str | None, LoopOption] = None,
 ) -> None:
     """Deliver events: resume pending deliveries, ingest events, run until idle or Ctrl-C."""
-    from sim.live import loops
-    from sim.live.config import load_config
+    from sim.live.config.loading import load_config
+    from sim.live.delivery import loops
     from sim.live.ingest import Envelope, read_event_file, stdin_events
     from sim.live.service import CsvRecords
 
@@ -146,7 +146,7 @@ def _report(summary: RunSummary) -> None:
 @core_app.command("dlq")
 def dlq(db: DbOption) -> None:
     """Print the dead-letter queue as JSONL: original event plus the S9 attributes."""
-    from sim.live.store import Store
+    from sim.live.delivery.store import Store
 
     if not db.is_file():
         raise InputError(str(db), None, "no such database")
@@ -164,7 +164,7 @@ def test_event_pattern_command(
     event: Annotated[str, typer.Option("--event", help="Event (JSON).")],
 ) -> None:
     """Test an event against an event pattern, like `aws events test-event-pattern`."""
-    from sim.live.patterns import InvalidEvent, InvalidEventPattern, test_event_pattern
+    from sim.live.eventbridge.patterns import InvalidEvent, InvalidEventPattern, test_event_pattern
 
     try:
         result = test_event_pattern(event_pattern, event)

@@ -14,11 +14,11 @@ from rich.table import Table
 
 from sim.cli import app, file_plots
 from sim.cli.progress import progress_bar
-from sim.loading import load_scenario
-from sim.outputs import check_out_dir, number
+from sim.report.outputs import check_out_dir, number
+from sim.scenario.loading import load_scenario
 
 if TYPE_CHECKING:
-    from sim.results import RunResult
+    from sim.results.run import RunResult
 
 # The model, SciPy and matplotlib load inside the commands that need them: `sim` starts fast.
 
@@ -54,8 +54,8 @@ def run(
 ) -> None:
     """Simulate a scenario and write its report folder (summary, time series, plots, report.md)."""
     file_plots()
-    from sim.api import simulate
-    from sim.report import write_report
+    from sim.report.run import write_report
+    from sim.runner.simulate import simulate
 
     shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)]
@@ -71,7 +71,7 @@ def run(
 @app.command()
 def check(scenario_file: ScenarioArg, set_: SetOption = None) -> None:
     """Validate a scenario and print it resolved, with every default filled in."""
-    from sim.arrivals import expected_count
+    from sim.scenario.arrivals import expected_count
 
     scenario = load_scenario(scenario_file, set_ or [])
     typer.echo(yaml.safe_dump(scenario.resolved(), sort_keys=False).rstrip())
@@ -83,7 +83,7 @@ def check(scenario_file: ScenarioArg, set_: SetOption = None) -> None:
 
 
 def _print_summary(result: RunResult) -> None:
-    from sim.report import headline, headline_rows, human_seconds
+    from sim.report.run import headline, headline_rows, human_seconds
 
     table = Table(
         title=f"{result.scenario.name}: {len(result.replications)} replications, "

@@ -11,11 +11,11 @@ import yaml
 
 from sim.cli import app, file_plots
 from sim.errors import InputError
-from sim.loading import load_scenario
-from sim.outputs import check_out_dir
+from sim.report.outputs import check_out_dir
+from sim.scenario.loading import load_scenario
 
 if TYPE_CHECKING:
-    from sim.validation.pipeline import Validation
+    from sim.validation.result import Validation
 
 # The model, the live core and matplotlib load inside the command: `sim` starts fast.
 
@@ -62,8 +62,8 @@ def validate(
     intervals and write reports/validation/<name>/. Exit code 0 if all PASS, 1 if any FAILs,
     2 on bad input (before any live run), 3 if a scenario could not be validated (an error)."""
     file_plots()
-    from sim.api import with_overrides
-    from sim.live import loops
+    from sim.live.delivery import loops
+    from sim.scenario.loading import with_overrides
     from sim.validation.compare import MIN_REPLICATIONS
     from sim.validation.pipeline import check_model_overrides, check_validatable
     from sim.validation.pipeline import validate as run_validation

@@ -1,5 +1,15 @@
-"""The discrete-event model (SimPy) of the delivery semantics."""
+"""The discrete-event model (SimPy) of delivery semantics S1–S9a.
 
-from sim.des.engine import Model, Sink, simulate_replication
+Read `reference` first: the semantics, slowly — one SimPy process per event, the model every
+speed-up is checked against. `engine` is the fast model (blocks of attempts decided at once, so
+cost grows with attempts, not backlog), `selection` chooses which waiting deliveries take the
+next tokens (FIFO or LIFO), `queues` holds them compactly, `server` queues requests at a
+capacity-limited endpoint.
 
-__all__ = ["Model", "Sink", "simulate_replication"]
+May import: `sim.endpoint`, `sim.records`, `sim.policy`, `sim.rng`, `sim.scenario`. Never
+`sim.live` (the engines are independent), results, reports or the CLI.
+"""
+
+from sim.des.engine import Model, simulate_replication
+
+__all__ = ["Model", "simulate_replication"]

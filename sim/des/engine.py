@@ -18,25 +18,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import simpy
 
 from sim import policy
-from sim.arrivals import arrival_windows
-from sim.capacity import ServerQueue
 from sim.des.queues import ITEM, ArrivalBuffer, FifoQueue, RetryPool
-from sim.des.selection import Block, FifoSelector, LifoSelector, identity
+from sim.des.selection import (
+    Block,
+    FifoSelector,
+    Finished,
+    LifoSelector,
+    Selector,
+    identity,
+)
 from sim.des.server import respond
-from sim.endpoint_model import EndpointModel
-from sim.records import COLUMNS, Chunk
+from sim.endpoint.model import EndpointModel
+from sim.endpoint.queue import ServerQueue
+from sim.records import COLUMNS, Chunk, Sink
 from sim.rng import KeyedUniforms, generator
-from sim.scenario import Scenario
+from sim.scenario.arrivals import arrival_windows
+from sim.scenario.model import Scenario
 
-MIN_BLOCK, MAX_BLOCK = 64, 1 << 16
-MAX_ROUNDS = 8
-"""Reschedulings of a FIFO block with the retries born inside it before settling for a prefix."""
+MIN_BLOCK, FIRST_BLOCK, MAX_BLOCK = 64, 1024, 1 << 16
+"""Items per block: halved after a block is cut short, doubled after one is kept whole."""
 FLUSH_ROWS = 1 << 16
 
 
@@ -55,14 +60,6 @@ def _as_set(items: np.ndarray) -> set[int]:
     return set(identity(items).tolist())
 
 
-class Sink(Protocol):
-    """Where a replication's output goes: arrival times and attempt-record chunks."""
-
-    def arrivals(self, replication: int, times: np.ndarray) -> None: ...
-
-    def attempts(self, chunk: Chunk) -> None: ...
-
-
 class Model:
     """One replication of a scenario: the SimPy environment, its processes and their state."""
 
@@ -72,7 +69,10 @@ class Model:
         replication: int,
         sink: Sink,
         progress: Callable[[float], None] | None = None,
+        block_sizes: tuple[int, int, int] = (MIN_BLOCK, FIRST_BLOCK, MAX_BLOCK),
     ) -> None:
+        """`block_sizes` (smallest, first, largest) bound the items decided at once; they change
+        the cost, never the result (tests run the model one item at a time to show it)."""
         self.env = simpy.Environment()
         self.scenario = scenario
         self.replication = replication
@@ -90,8 +90,10 @@ class Model:
         self.server = ServerQueue() if self.endpoint.has_capacity else None
         self.arrival_buffer = ArrivalBuffer()
         self.queue = FifoQueue(self.arrival_buffer, RetryPool())
-        selector = LifoSelector if destination.throttle_order == "lifo" else FifoSelector
-        self.selector = selector(self.queue, self.rate, self.capacity, self.policy, self.horizon)
+        kind = LifoSelector if destination.throttle_order == "lifo" else FifoSelector
+        self.selector: Selector = kind(
+            self.queue, self.rate, self.capacity, self.policy, self.horizon
+        )
         self.draws = {
             name: KeyedUniforms(scenario.seed, replication, name)
             for name in ("status", "hang", "latency", "backoff")
@@ -100,7 +102,7 @@ class Model:
         self.known_until = 0.0  # arrivals before this instant have been released
         self.source_done = False
         self.wakeup: simpy.Event | None = None
-        self.block = 1024
+        self.min_block, self.block, self.max_block = block_sizes
         self._out: list[Chunk] = []
         self._out_rows = 0
 
@@ -165,22 +167,22 @@ class Model:
         proposed = self.selector.select(self.block, before, self.full_at)
         if proposed is None:
             return None
-        if not isinstance(proposed, Block):  # FINISHED
+        if isinstance(proposed, Finished):
             return np.inf
         block, decided = proposed, self._decide(proposed, None)
         selector = self.selector
-        for _ in range(MAX_ROUNDS if isinstance(selector, FifoSelector) else 0):
+        for _ in range(selector.rounds):
             inside = block.born_inside(decided.children)
             if block.holds(inside):
                 break
-            rescheduled = selector.reschedule(block, inside, self.full_at)  # type: ignore[union-attr]
-            if not isinstance(rescheduled, Block):  # the merged retries push it past the horizon
+            rescheduled = selector.reschedule(block, inside, self.full_at)
+            if isinstance(rescheduled, Finished):  # the merged retries push it past the horizon
                 break
             block, decided = rescheduled, self._decide(rescheduled, decided)
         k = block.settled(decided.children, decided.parents)
         self._commit(block, decided, k)
         self._resize_block(cut=k < block.items.size)
-        deadline = block.items["arrival_at"][:k] + self.policy.maximum_event_age
+        deadline = policy.age_deadline(block.items["arrival_at"][:k], self.policy)
         reached = np.where(block.expired[:k], deadline, block.dispatch_at[:k])
         return float(reached.max())
 
@@ -302,10 +304,13 @@ class Model:
         aged = np.flatnonzero(block.expired[:k])
         if aged.size:
             items = block.items[aged]
-            self._emit_aged_out(items, items["arrival_at"] + self.policy.maximum_event_age)
+            self._emit_aged_out(items, policy.age_deadline(items["arrival_at"], self.policy))
 
     def _resize_block(self, cut: bool) -> None:
-        self.block = max(MIN_BLOCK, self.block // 2) if cut else min(MAX_BLOCK, self.block * 2)
+        if cut:
+            self.block = max(self.min_block, self.block // 2)
+        else:
+            self.block = min(self.max_block, self.block * 2)
 
     # --- records --------------------------------------------------------------------------
 
@@ -348,7 +353,7 @@ class Model:
         items = np.concatenate(
             (self.queue.peek(len(self.queue), self.horizon), self.selector.held())
         )
-        deadline = items["arrival_at"] + self.policy.maximum_event_age
+        deadline = policy.age_deadline(items["arrival_at"], self.policy)
         aged = deadline < self.horizon
         if aged.any():
             self._emit_aged_out(items[aged], deadline[aged])

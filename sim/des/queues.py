@@ -109,13 +109,6 @@ class RetryPool:
         run, start = self._runs.pop(), self._starts.pop()
         return run[start:]
 
-    def min_ready(self) -> float:
-        """Earliest ready time waiting (inf when empty)."""
-        heads = [
-            r["ready_at"][s] for r, s in zip(self._runs, self._starts, strict=True) if s < r.size
-        ]
-        return min(heads, default=np.inf)
-
     def peek(self, n: int, until: float) -> np.ndarray:
         """Up to n earliest retries with ready time <= until, sorted by ready time."""
         parts, sources = [], []

@@ -16,17 +16,28 @@ simulation would have done, given the retries those attempts gave birth to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Final, Protocol
 
 import numpy as np
 
 from sim import policy
 from sim.des.queues import ITEM, FifoQueue
-from sim.scenario import RetryPolicy
+from sim.scenario.model import RetryPolicy
 
 MAX_EXPIRIES_PER_BLOCK = 256
-FINISHED = "finished"
-"""Returned when the next delivery could only leave after the horizon."""
+MAX_ROUNDS = 8
+"""Reschedulings of a FIFO block with the retries born inside it before settling for a prefix."""
+
+
+class Finished:
+    """The type of `FINISHED`: the next delivery could only leave after the horizon."""
+
+    def __repr__(self) -> str:
+        return "FINISHED"
+
+
+FINISHED: Final = Finished()
 
 
 def identity(items: np.ndarray) -> np.ndarray:
@@ -89,6 +100,30 @@ def _as_map(items: np.ndarray) -> dict[int, float]:
     return dict(zip(identity(items).tolist(), items["ready_at"].tolist(), strict=True))
 
 
+class Selector(Protocol):
+    """Which waiting deliveries take the next tokens: what the engine asks of FIFO and LIFO."""
+
+    rounds: int
+    """How often a block may be rescheduled with the retries born inside it (0: never)."""
+
+    def select(self, n: int, before: float, full_at: float) -> Block | Finished | None:
+        """The next block of up to n items ready before `before`, the bucket full from `full_at`;
+        None when nothing is ready, FINISHED when the next could only leave after the horizon."""
+        ...
+
+    def reschedule(self, block: Block, inside: np.ndarray, full_at: float) -> Block | Finished:
+        """The same block with the retries `inside` (born in it, ready before its end) merged in."""
+        ...
+
+    def commit(self, k: int) -> None:
+        """Take the first k queued items of the last block out of the queue."""
+        ...
+
+    def held(self) -> np.ndarray:
+        """Items taken out of the queue but not yet served."""
+        ...
+
+
 class _Selector:
     """What both selectors are built from: the queue, the bucket and the limits."""
 
@@ -107,25 +142,29 @@ class _Selector:
 class FifoSelector(_Selector):
     """Oldest-ready first: the block's token times come from the bucket's closed form."""
 
-    def select(self, n: int, before: float, full_at: float) -> Block | str | None:
+    rounds = MAX_ROUNDS
+
+    def select(self, n: int, before: float, full_at: float) -> Block | Finished | None:
         """The next block: up to n waiting items ready before `before`."""
         peeked = self.queue.peek(n, before)
         if not peeked.size:
             return None
         return self._schedule(peeked, np.zeros(0, dtype=ITEM), full_at)
 
-    def reschedule(self, block: Block, inside: np.ndarray, full_at: float) -> Block | str:
+    def reschedule(self, block: Block, inside: np.ndarray, full_at: float) -> Block | Finished:
         """The same block with the retries `inside` merged in by their ready times."""
         return self._schedule(block.source, inside, full_at)
 
-    def _schedule(self, peeked: np.ndarray, inside: np.ndarray, full_at: float) -> Block | str:
+    def _schedule(
+        self, peeked: np.ndarray, inside: np.ndarray, full_at: float
+    ) -> Block | Finished:
         items = np.concatenate((peeked, inside)) if inside.size else peeked
         from_queue = np.arange(items.size) < peeked.size
         if inside.size:  # stable: at equal ready times, queued items go first
             order = np.argsort(items["ready_at"], kind="stable")
             items, from_queue = items[order], from_queue[order]
         dispatch_at, full_after, expired, n = self._token_times(items, full_at)
-        deadline = items["arrival_at"] + self.retry.maximum_event_age
+        deadline = policy.age_deadline(items["arrival_at"], self.retry)
         beyond = np.where(expired[:n], deadline[:n], dispatch_at[:n]) >= self.horizon
         if beyond.any():
             n = int(np.argmax(beyond))
@@ -169,6 +208,38 @@ class FifoSelector(_Selector):
         return np.zeros(0, dtype=ITEM)
 
 
+@dataclass
+class Walk:
+    """One walk of the LIFO stack: the items chosen, in order, and where the stack would be after.
+
+    A walk runs on an overlay: `select` proposes its choices as a block, `commit` walks again for
+    the settled prefix and applies its stack state for real.
+    """
+
+    rows: list[tuple] = field(default_factory=list)  # the chosen items (ITEM tuples)
+    dispatch_at: list[float] = field(default_factory=list)  # NaN: aged out waiting (S6)
+    full_after: list[float] = field(default_factory=list)  # bucket state after each choice
+    expired: list[bool] = field(default_factory=list)
+    walk_at: list[float] = field(default_factory=list)  # the token time of each choice
+    finished: bool = False  # stopped at the horizon
+    stack_top: int = 0  # items of the real stack left untouched below this
+    pushed: list[tuple] = field(default_factory=list)  # arrivals pushed and not taken
+    taken: int = 0  # items taken out of the queue onto the stack
+    last_dispatch_at: float = 0.0
+
+    def block(self) -> Block:
+        items = np.array(self.rows, dtype=ITEM)
+        return Block(
+            items,
+            np.array(self.dispatch_at),
+            np.array(self.full_after),
+            np.array(self.expired),
+            np.ones(items.size, dtype=bool),
+            items,
+            walk_at=np.array(self.walk_at),
+        )
+
+
 class LifoSelector(_Selector):
     """Newest-ready first (S3 `lifo`): at each token time, the most recently ready item goes."""
 
@@ -185,7 +256,9 @@ class LifoSelector(_Selector):
         self.last_dispatch_at = 0.0
         self._request: tuple[int, float, float] | None = None  # (peek size, before, full_at)
 
-    def select(self, n: int, before: float, full_at: float) -> Block | str | None:
+    rounds = 0  # a walk stops at the first retry that could overtake: nothing to reschedule
+
+    def select(self, n: int, before: float, full_at: float) -> Block | Finished | None:
         """The next block: up to n items chosen newest-first at their token times."""
         size = 4 * n
         while True:
@@ -197,19 +270,13 @@ class LifoSelector(_Selector):
         self._request = (size, before, full_at)
         if walk is None:
             return None
-        rows, dispatch_at, full_after, expired, walk_at, finished = walk[:6]
-        if not rows:
-            return FINISHED if finished else None
-        items = np.array(rows, dtype=ITEM)
-        return Block(
-            items,
-            np.array(dispatch_at),
-            np.array(full_after),
-            np.array(expired),
-            np.ones(items.size, dtype=bool),
-            items,
-            walk_at=np.array(walk_at),
-        )
+        if not walk.rows:
+            return FINISHED if walk.finished else None
+        return walk.block()
+
+    def reschedule(self, block: Block, inside: np.ndarray, full_at: float) -> Block | Finished:
+        """Never asked (`rounds` is 0): a LIFO block is settled by its walk."""
+        return block
 
     def commit(self, k: int) -> None:
         """Replay the first k choices of the last block on the real stack."""
@@ -217,25 +284,24 @@ class LifoSelector(_Selector):
         size, before, full_at = self._request
         walk = self._walk(self.queue.peek(size, before), size, k, before, full_at)
         assert walk is not None
-        top, pushed, taken, last = walk[6:]
-        del self.stack[top:]
-        self.stack.extend(pushed)
-        self.queue.consume(taken)
-        self.last_dispatch_at = last
+        del self.stack[walk.stack_top :]
+        self.stack.extend(walk.pushed)
+        self.queue.consume(walk.taken)
+        self.last_dispatch_at = walk.last_dispatch_at
 
     def held(self) -> np.ndarray:
         """Items on the stack: visible, waiting for a token."""
         return np.array(self.stack, dtype=ITEM) if self.stack else np.zeros(0, dtype=ITEM)
 
-    def _walk(  # type: ignore[no-untyped-def]
+    def _walk(
         self, incoming: np.ndarray, size: int, n: int, before: float, full_at: float
-    ):
-        """Choose up to n items on an overlay of the stack (the real one is left untouched)."""
+    ) -> Walk | None:
+        """Choose up to n items on an overlay of the stack (the real one is left untouched);
+        None when an item not yet seen could be newer than the first choice."""
         arrivals = incoming.tolist()
         complete = incoming.size < size  # everything ready before `before` is in `incoming`
         spacing = 0.0 if self.rate is None else 1.0 / self.rate
         slack = (self.capacity - 1.0) * spacing
-        max_age = self.retry.maximum_event_age
         top, p = len(self.stack), 0
         pushed: list[tuple] = []
         rows: list[tuple] = []
@@ -267,7 +333,7 @@ class LifoSelector(_Selector):
                 item = self.stack[top]
             rows.append(item)
             walk_at.append(t)
-            if t >= item[1] + max_age:  # aged out while waiting (S6): no token taken
+            if policy.expired_waiting(t, item[1], self.retry):  # aged out (S6): no token
                 dispatch_at.append(np.nan)
                 expired.append(True)
             else:
@@ -277,4 +343,6 @@ class LifoSelector(_Selector):
                     state = max(state, t) + spacing
                 last = t
             full_after.append(state)
-        return rows, dispatch_at, full_after, expired, walk_at, finished, top, pushed, p, last
+        return Walk(
+            rows, dispatch_at, full_after, expired, walk_at, finished, top, pushed, p, last
+        )

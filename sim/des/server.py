@@ -1,14 +1,14 @@
 """The endpoint's capacity inside the model: requests in dispatch order through the shared queue.
 
-A hanging request holds its server for the client timeout (S9a); see `sim.capacity`.
+A hanging request holds its server for the client timeout (S9a); see `sim.endpoint.queue`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sim.capacity import ServerQueue
-from sim.endpoint_model import EndpointModel
+from sim.endpoint.model import EndpointModel
+from sim.endpoint.queue import ServerQueue
 
 
 def respond(

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from aiohttp import web
 
 from sim.errors import InputError
-from sim.live.core import DeliveryCore
+from sim.live.delivery.core import DeliveryCore
 
 MAX_ENTRIES = 10
 MAX_ENTRY_BYTES = 256 * 1024

@@ -16,12 +16,11 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from sim.live.config import CoreConfig
-from sim.live.core import DeliveryCore
+from sim.live.config.loading import CoreConfig
+from sim.live.delivery.core import DeliveryCore
+from sim.live.delivery.store import Store
 from sim.live.ingest import Envelope, PutEventsServer, submit_all
-from sim.live.recorder import Sink
-from sim.live.store import Store
-from sim.records import Chunk, to_frame
+from sim.records import Chunk, Sink, to_frame
 
 Events = AsyncIterator[tuple[str, dict[str, Any]]] | list[tuple[str, dict[str, Any]]]
 

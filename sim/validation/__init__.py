@@ -16,7 +16,7 @@ _PUBLIC = {
     "LIVE_REPLICATION": "sim.validation.live",
     "LiveRun": "sim.validation.live",
     "run_live": "sim.validation.live",
-    "Validation": "sim.validation.pipeline",
+    "Validation": "sim.validation.result",
     "validate": "sim.validation.pipeline",
     "Comparison": "sim.validation.compare",
     "calibrate": "sim.validation.compare",
@@ -44,4 +44,5 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from sim.validation.compare import Comparison, calibrate
     from sim.validation.live import LIVE_REPLICATION, LiveRun, run_live
-    from sim.validation.pipeline import Validation, validate
+    from sim.validation.pipeline import validate
+    from sim.validation.result import Validation

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.live import loops
-from sim.live.config import build_config, config_for_scenario
-from sim.live.core import DeliveryCore
-from sim.live.endpoint_server import EndpointServer, RequestRecord
-from sim.live.resources import CoreConfig
+from sim.endpoint.server import EndpointServer, RequestRecord
+from sim.live.config.loading import build_config, config_for_scenario
+from sim.live.config.resources import CoreConfig
+from sim.live.delivery import loops
+from sim.live.delivery.core import DeliveryCore
 from sim.records import Chunk, concat
-from sim.scenario import Scenario
+from sim.scenario.model import Scenario
 from sim.validation.loadgen import LoadGenerator, arrival_times
 from sim.validation.observe import Collector
 
@@ -87,7 +87,7 @@ def run_live(
 ) -> LiveRun:
     """Run the scenario live for its horizon (real time) and return its records and logs.
 
-    `loop` is the event loop kind core and endpoint share (`sim.live.loops`; default: the
+    `loop` is the event loop kind core and endpoint share (`sim.live.delivery.loops`; default: the
     core's default, uvloop when installed). Objects alive before the run are frozen out of the
     garbage collector meanwhile (full collections over the whole heap otherwise stall the
     event loop for tens of ms).

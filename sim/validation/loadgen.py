@@ -1,6 +1,6 @@
 """The load generator: replays one realization of a scenario's arrival process in real time.
 
-Arrival times come from the same code and random stream as the model's (`sim.arrivals`,
+Arrival times come from the same code and random stream as the model's (`sim.scenario.arrivals`,
 `generator(seed, replication, "arrivals")`), so the live run sees a Poisson (or burst, diurnal,
 trace) realization the model could have drawn. Events due within `BATCH_S` of now are submitted
 together; each submission is its own task, so a slow commit never delays the next arrivals
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from sim.arrivals import arrival_windows
 from sim.rng import generator
-from sim.scenario import Scenario
+from sim.scenario.arrivals import arrival_windows
+from sim.scenario.model import Scenario
 
 BATCH_S = 0.001
 """Events due within this many seconds of now go out in one submission."""

@@ -1,21 +1,20 @@
 """What validation compares: one observation per run, the same for a model replication and the
-live run, computed by the shared results code (`sim.results.Accumulator`) from attempt records.
+live run, computed by the shared results code (`sim.results.accumulator.Accumulator`) from attempt records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from joblib import Parallel, delayed
 
 from sim import policy
 from sim.des import simulate_replication
 from sim.records import Chunk, concat
-from sim.results import Accumulator
-from sim.runner import default_workers
-from sim.scenario import Scenario
+from sim.results.accumulator import Accumulator
+from sim.runner.executor import Executor, Progress
+from sim.scenario.model import Scenario
 
 OUTCOME_METRICS = {
     f"attempts.{policy.OUTCOMES[code]}": code
@@ -42,7 +41,7 @@ SUMMARY_METRICS = (
     "backlog_peak",
     "retry_pool_peak",
 )
-"""Summary metrics compared, by their `sim.results` names."""
+"""Summary metrics compared, by their `sim.results.accumulator` names."""
 
 SCALARS = (*SUMMARY_METRICS[:1], *OUTCOME_METRICS, *SUMMARY_METRICS[1:])
 
@@ -74,7 +73,7 @@ class Observation:
 
     scalars: dict[str, float]
     series: dict[str, np.ndarray]
-    delay_histogram: np.ndarray  # counts on `sim.results.DELAY_BINS`
+    delay_histogram: np.ndarray  # counts on `sim.results.accumulator.DELAY_BINS`
     bin_end_s: np.ndarray
     arrivals: np.ndarray  # per bin
     successes: np.ndarray  # per bin
@@ -139,23 +138,8 @@ def run_model(
     replications: int,
     *,
     workers: int | None = None,
-    progress: Callable[[float], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[Observation]:
     """Observe model replications 0..replications−1 on `workers` processes (default: all cores)."""
-    workers = min(workers or default_workers(), replications) or 1
-    if workers == 1:
-        out = []
-        for i in range(replications):
-            out.append(observe_replication(scenario, i))
-            if progress is not None:
-                progress((i + 1) / replications)
-        return out
-    jobs = Parallel(n_jobs=workers, return_as="generator")(
-        delayed(observe_replication)(scenario, i) for i in range(replications)
-    )
-    out = []
-    for observation in jobs:
-        out.append(observation)
-        if progress is not None:
-            progress(len(out) / replications)
-    return out
+    tasks = [(scenario, i) for i in range(replications)]
+    return Executor(workers).gather(observe_replication, tasks, progress)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from sim import policy
-from sim.live.endpoint_server import RequestRecord
+from sim.endpoint.server import RequestRecord
 from sim.records import Chunk
 from sim.validation.live import EVENT_HEADER, LiveRun
 

@@ -5,79 +5,26 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from sim.errors import InputError
-from sim.scenario import Scenario
-from sim.validation.compare import ALPHA, MIN_REPLICATIONS, Comparison, calibrate
+from sim.scenario.model import Scenario
+from sim.validation.compare import ALPHA, MIN_REPLICATIONS, calibrate
 from sim.validation.live import LiveRun, run_live
 from sim.validation.observe import Observation, observe, run_model
 from sim.validation.overhead import (
-    Conformance,
     Overhead,
     conformance,
     corrected_records,
     measure,
 )
+from sim.validation.result import ArrivalsMode, Validation
 
 DEFAULT_REPLICATIONS = 500
 """Model replications by default: enough for stable scales and the 95 % critical value."""
-
-ArrivalsMode = Literal["replay", "model"]
-"""`replay`: every model replication gets the live run's arrival times (a `trace`), so only the
-delivery side varies; `model`: each replication draws its own arrivals from the scenario."""
-
-
-@dataclass
-class Validation:
-    """Everything a validation produced; `comparison` (overhead-corrected live) holds the verdict."""
-
-    scenario: Scenario
-    model_scenario: Scenario
-    model_overrides: dict[str, Any]
-    arrivals: ArrivalsMode
-    live: LiveRun
-    overhead: Overhead
-    live_raw: Observation
-    live_corrected: Observation
-    model: list[Observation]
-    comparison: Comparison  # corrected live values: the verdict
-    comparison_raw: Comparison  # raw live values, for information
-    model_wall_s: float
-    conformance: Conformance  # the live core kept to the schedule the correction assumes
-    report_dir: Path | None = None
-
-    @property
-    def passed(self) -> bool:
-        """PASS: the live core kept to its schedule and every item lies in its interval."""
-        return self.conformance.ok and self.comparison.passed
-
-    @property
-    def verdict(self) -> str:
-        return "PASS" if self.passed else "FAIL"
-
-    def reasons(self) -> list[str]:
-        """Why it FAILed, one line each (empty on PASS)."""
-        out = self.conformance.problems()
-        if not self.comparison.passed:
-            failed = self.comparison.failed()
-            out.append(
-                f"outside: {', '.join(failed)}"
-                if failed
-                else f"T = {self.comparison.statistic:.2f} above the limit "
-                f"{self.comparison.critical:.2f}"
-            )
-        return out
-
-    @property
-    def exit_code(self) -> int:
-        """0 on PASS, 1 on FAIL."""
-        return 0 if self.passed else 1
-
 
 LAYOUT_KEYS = ("horizon", "sample_every")
 """Keys that set the compared items (time bins, the horizon cut): live and model must agree."""
@@ -110,16 +57,16 @@ def check_model_overrides(overrides: Mapping[str, Any], arrivals: ArrivalsMode) 
         if top in LAYOUT_KEYS:
             raise InputError(
                 None,
-                "--model-set",
+                "model_overrides",
                 f"{key}: cannot differ between live and model (it sets the compared time "
-                "bins); use --set to change it for both",
+                "bins); change it for both",
             )
         if top == "arrivals" and arrivals == "replay":
             raise InputError(
                 None,
-                "--model-set",
-                f"{key}: with --arrivals replay the model replays the live arrivals; use "
-                "--arrivals model to give the model its own arrivals",
+                "model_overrides",
+                f"{key}: with arrivals 'replay' the model replays the live arrivals; use "
+                "arrivals 'model' to give the model its own arrivals",
             )
 
 
@@ -152,7 +99,7 @@ def observe_live(live: LiveRun) -> tuple[Overhead, Observation, Observation]:
 
 def replaying(scenario: Scenario, times: np.ndarray, folder: Path) -> Scenario:
     """The scenario with its arrivals replaced by exactly `times` (a trace CSV in `folder`)."""
-    from sim.api import with_overrides
+    from sim.scenario.loading import with_overrides
 
     path = folder / "live_arrivals.csv"
     path.write_text("arrival_s\n" + "".join(f"{float(t)!r}\n" for t in times))
@@ -178,9 +125,9 @@ def validate(
 
     The model runs `replications` replications with `model_overrides` applied (to the model
     only: a deliberately wrong model must FAIL) and, with `arrivals="replay"`, the live run's
-    arrival times. `loop` picks the live run's event loop (`sim.live.loops`).
+    arrival times. `loop` picks the live run's event loop (`sim.live.delivery.loops`).
     """
-    from sim.api import with_overrides
+    from sim.scenario.loading import with_overrides
 
     if replications < MIN_REPLICATIONS:
         raise ValueError(f"replications must be at least {MIN_REPLICATIONS} (got {replications})")

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np  # noqa: E402
 
-from sim.results import DELAY_BINS  # noqa: E402
+from sim.results.accumulator import DELAY_BINS  # noqa: E402
 from sim.validation.compare import KS_ITEM, Comparison  # noqa: E402
 from sim.validation.observe import SCALARS, SERIES  # noqa: E402
 
 if TYPE_CHECKING:
-    from sim.validation.pipeline import Validation
+    from sim.validation.result import Validation
 
 BAND, PI, LIVE, RAW = "C0", "C0", "C3", "0.45"
 

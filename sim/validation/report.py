@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from sim.outputs import json_safe, number, save_figure, write_folder
 from sim.records import to_frame
+from sim.report.outputs import json_safe, number, save_figure, write_folder
 from sim.validation.compare import KS_ITEM, ItemResult
 from sim.validation.observe import SCALARS, SERIES
 from sim.validation.plots import PLOTS
 
 if TYPE_CHECKING:
-    from sim.validation.pipeline import Validation
+    from sim.validation.result import Validation
 
 
 def _num(value: float, delay: bool = False) -> str:
@@ -278,7 +278,7 @@ def document(v: Validation) -> dict[str, Any]:
 
 def write_report(v: Validation, out_dir: Path) -> Path:
     """Write the report folder atomically (staged, then renamed into place); returns its path."""
-    from sim.live.endpoint_server import RequestLog
+    from sim.endpoint.server import RequestLog
 
     def fill(folder: Path) -> None:
         (folder / "validation.json").write_text(json.dumps(document(v), indent=2))

@@ -5,7 +5,7 @@ import pytest
 
 from sim.des import simulate_replication
 from sim.records import concat
-from sim.runner import run_replications
+from sim.runner.replications import run_replications
 from tests.helpers import ListSink, scenario
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from sim.live.config import CoreConfig
-from sim.live.core import DeliveryCore
-from sim.live.store import Store
+from sim.live.config.loading import CoreConfig
+from sim.live.delivery.core import DeliveryCore
+from sim.live.delivery.store import Store
 from sim.records import to_frame
 from tests.live.test_core import ListSink, RecordingEndpoint, Seen, core_config, event, run
 

@@ -26,7 +26,7 @@ import yaml
 from typer.testing import CliRunner
 
 from sim.cli import app
-from sim.live.store import Store
+from sim.live.delivery.store import Store
 from sim.records import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]

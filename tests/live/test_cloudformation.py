@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.errors import InputError
-from sim.live.cloudformation import MAX_BUILT, TemplateLoader
-from sim.live.config import CoreConfig, build_config, load_config
-from sim.loading import read_yaml
+from sim.live.config.cloudformation import MAX_BUILT, TemplateLoader
+from sim.live.config.loading import CoreConfig, build_config, load_config
+from sim.scenario.loading import read_yaml
 from tests.live.test_cli_live import ThreadedEndpoint, write_events
 
 ROOT = Path(__file__).resolve().parents[2]

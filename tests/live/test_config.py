@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from sim.errors import InputError
-from sim.live.config import build_config, config_for_scenario, load_config
-from sim.loading import load_scenario
-from sim.scenario import Destination, RetryPolicy
+from sim.live.config.loading import build_config, config_for_scenario, load_config
+from sim.scenario.loading import load_scenario
+from sim.scenario.model import Destination, RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "core.yaml"

@@ -23,13 +23,13 @@ import pandas as pd
 import pytest
 from aiohttp import web
 
-from sim.live.config import CoreConfig, build_config
-from sim.live.core import DeliveryCore
-from sim.live.store import NewEvent, Store
-from sim.live.transport import PublicResolver
-from sim.loading import build_scenario
+from sim.live.config.loading import CoreConfig, build_config
+from sim.live.delivery.core import DeliveryCore
+from sim.live.delivery.store import NewEvent, Store
+from sim.live.delivery.transport import PublicResolver
 from sim.records import COLUMNS, to_frame
-from sim.results import Accumulator
+from sim.results.accumulator import Accumulator
+from sim.scenario.loading import build_scenario
 
 TIMEOUT_S = 0.3
 FAST_BACKOFF = {"base": 0.01, "multiplier": 2, "cap": 0.02, "jitter": "none"}
@@ -653,7 +653,7 @@ def test_host_names_resolving_to_private_addresses_are_refused_at_connect_time()
 def test_a_failure_while_preparing_one_delivery_does_not_stop_the_lane(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sim.live.core as core_module
+    import sim.live.delivery.core as core_module
 
     real = core_module.build_request
 
@@ -695,7 +695,7 @@ def test_deliveries_are_dispatched_while_their_commit_is_under_way(
     """The commit is not in the dispatch path; submit() still returns only once committed."""
     import threading
 
-    from sim.live.store import Store as StoreClass
+    from sim.live.delivery.store import Store as StoreClass
 
     release = threading.Event()
     real_apply = StoreClass.apply

@@ -27,15 +27,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sim.live.endpoint_server import (
+from sim.endpoint.server import (
     REDACTED,
     EndpointServer,
     OAuthSettings,
     RequestLog,
     header_seconds,
 )
-from sim.loading import build_scenario
-from sim.scenario import Scenario
+from sim.scenario.loading import build_scenario
+from sim.scenario.model import Scenario
 
 T = TypeVar("T")
 STATUS_TOLERANCE_SD = 4.0

@@ -13,7 +13,8 @@ import pytest
 from botocore.config import Config
 
 from sim.errors import InputError
-from sim.live.core import DeliveryCore
+from sim.live.delivery.core import DeliveryCore
+from sim.live.delivery.store import Store
 from sim.live.ingest import (
     EntryError,
     Envelope,
@@ -23,7 +24,6 @@ from sim.live.ingest import (
     read_event_file,
     submit_all,
 )
-from sim.live.store import Store
 from tests.live.test_core import RecordingEndpoint, core_config, run
 
 ENVELOPE = Envelope(account="111122223333", region="eu-west-1")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sim.live.loop_lag import LoopLag
+from sim.live.delivery.loop_lag import LoopLag
 
 
 def test_a_blocked_loop_is_measured_and_logged(caplog: pytest.LogCaptureFixture) -> None:

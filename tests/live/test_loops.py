@@ -1,4 +1,4 @@
-"""`sim.live.loops`: the same coroutine runs on asyncio's loop or uvloop; bad names are refused."""
+"""`sim.live.delivery.loops`: the same coroutine runs on asyncio's loop or uvloop; bad names are refused."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sim.live import loops
+from sim.live.delivery import loops
 
 
 async def loop_module() -> str:

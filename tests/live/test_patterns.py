@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from sim.live.pattern_ops import parse_wildcard
-from sim.live.patterns import (
+from sim.live.eventbridge.pattern_ops import parse_wildcard
+from sim.live.eventbridge.patterns import (
     ENVELOPE_FIELDS,
     InvalidEvent,
     InvalidEventPattern,

@@ -9,8 +9,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from sim.live.config import CoreConfig, build_config
-from sim.live.request import (
+from sim.live.config.loading import CoreConfig, build_config
+from sim.live.delivery.request import (
     DEFAULT_CONTENT_TYPE,
     RANGE,
     REMOVED_HEADERS,

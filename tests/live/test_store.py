@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sim.errors import InputError
-from sim.live.store import Finish, NewEvent, Retry, Store, StoreWriter
+from sim.live.delivery.store import Finish, NewEvent, Retry, Store, StoreWriter
 
 
 def _event(n: int, targets: list[tuple[str, str]] | None = None) -> NewEvent:

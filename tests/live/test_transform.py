@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sim.live.transform import (
+from sim.live.eventbridge.transform import (
     MISSING,
     InputSpec,
     InvalidInputConfig,

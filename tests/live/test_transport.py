@@ -1,4 +1,4 @@
-"""The HTTP client of the core (`sim.live.transport`) against raw sockets on 127.0.0.1.
+"""The HTTP client of the core (`sim.live.delivery.transport`) against raw sockets on 127.0.0.1.
 
 Each server is a bare asyncio socket server (`RawServer`) that answers with exactly the bytes
 written here, so the tests pin what goes over the wire and how each answer is read: the status
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from sim.live.request import HttpRequest
-from sim.live.transport import MAX_BODY_BYTES, Response, Transport
+from sim.live.delivery.request import HttpRequest
+from sim.live.delivery.transport import MAX_BODY_BYTES, Response, Transport
 from sim.policy import STATUS_CONNECTION_ERROR, STATUS_TIMEOUT
 from tests.reliability.support import RawServer, reply, unused_port
 

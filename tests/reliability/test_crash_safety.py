@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.live.endpoint_server import EndpointServer, RequestLog
-from sim.loading import build_scenario
+from sim.endpoint.server import EndpointServer, RequestLog
+from sim.scenario.loading import build_scenario
 from tests.reliability.support import core_config_data, sim_process, write_yaml
 
 N_EVENTS = 600

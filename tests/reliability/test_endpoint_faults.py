@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.live.config import build_config
-from sim.live.core import DeliveryCore
-from sim.live.request import HttpRequest
-from sim.live.store import Store
-from sim.live.transport import MAX_BODY_BYTES, Response
+from sim.live.config.loading import build_config
+from sim.live.delivery.core import DeliveryCore
+from sim.live.delivery.request import HttpRequest
+from sim.live.delivery.store import Store
+from sim.live.delivery.transport import MAX_BODY_BYTES, Response
 from sim.records import to_frame
 from tests.reliability.support import (
     RawServer,

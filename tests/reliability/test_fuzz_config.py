@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.errors import InputError
-from sim.live.config import CoreConfig, build_config, load_config
-from sim.loading import set_path
+from sim.live.config.loading import CoreConfig, build_config, load_config
+from sim.scenario.loading import set_path
 from tests.reliability.support import all_finite, assert_one_error_line, fuzz_settings, run_sim
 
 runner = CliRunner()

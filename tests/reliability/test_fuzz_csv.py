@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.errors import InputError
-from sim.loading import load_scenario
-from sim.scenario import MAX_RATE_PER_SECOND, Scenario
+from sim.scenario.loading import load_scenario
+from sim.scenario.model import MAX_RATE_PER_SECOND, Scenario
 from tests.reliability.support import assert_one_error_line, fuzz_settings
 
 runner = CliRunner()

@@ -22,8 +22,10 @@ from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.errors import InputError
-from sim.live.config import build_config
-from sim.live.core import DeliveryCore
+from sim.live.config.loading import build_config
+from sim.live.delivery.core import DeliveryCore
+from sim.live.delivery.store import NewEvent, Store
+from sim.live.eventbridge.patterns import compile_pattern
 from sim.live.ingest import (
     MAX_ENTRY_BYTES,
     EntryError,
@@ -32,8 +34,6 @@ from sim.live.ingest import (
     event_from_entry,
     read_event_file,
 )
-from sim.live.patterns import compile_pattern
-from sim.live.store import NewEvent, Store
 from tests.live.test_core import RecordingEndpoint
 from tests.reliability.support import (
     assert_one_error_line,

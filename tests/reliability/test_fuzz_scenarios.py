@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.errors import InputError
-from sim.loading import load_scenario, set_path
-from sim.scenario import Scenario
+from sim.scenario.loading import load_scenario, set_path
+from sim.scenario.model import Scenario
 from tests.reliability.support import all_finite, assert_one_error_line, fuzz_settings, run_sim
 
 runner = CliRunner()

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from sim.errors import InputError
-from sim.live.config import build_config
-from sim.live.core import DeliveryCore
-from sim.live.request import HttpRequest
-from sim.live.store import Store
-from sim.live.transport import STATUS_CONNECTION_ERROR, Transport
+from sim.live.config.loading import build_config
+from sim.live.delivery.core import DeliveryCore
+from sim.live.delivery.request import HttpRequest
+from sim.live.delivery.store import Store
+from sim.live.delivery.transport import STATUS_CONNECTION_ERROR, Transport
 from tests.reliability.support import RawServer, core_config_data, event, reply
 
 INJECTED = "X-Injected"
@@ -256,7 +256,7 @@ def _resolves_privately(name: str) -> bool:
         infos = socket.getaddrinfo(name, None)
     except OSError:
         return False
-    from sim.live.config_checks import is_private_address
+    from sim.live.eventbridge.checks import is_private_address
 
     return bool(infos) and all(is_private_address(str(info[4][0])) for info in infos)
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from sim.live.endpoint_server import EndpointServer, OAuthSettings, RequestLog
-from sim.loading import build_scenario
+from sim.endpoint.server import EndpointServer, OAuthSettings, RequestLog
+from sim.scenario.loading import build_scenario
 from tests.reliability.support import LoopThread, assert_one_error_line, run_sim, write_yaml
 
 API_KEY = "apikey-Zq81-" + secrets.token_hex(4)

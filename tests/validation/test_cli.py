@@ -13,8 +13,9 @@ from sim.errors import InputError
 from sim.validation import pipeline
 from sim.validation.compare import calibrate
 from sim.validation.overhead import Conformance
-from sim.validation.pipeline import Validation, check_model_overrides
+from sim.validation.pipeline import check_model_overrides
 from sim.validation.report import verdict_table
+from sim.validation.result import Validation
 from tests.validation.test_compare import synthetic
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios" / "validation"

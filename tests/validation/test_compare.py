@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from sim.loading import build_scenario
-from sim.results import DELAY_BINS
+from sim.results.accumulator import DELAY_BINS
+from sim.scenario.loading import build_scenario
 from sim.validation.compare import KS_ITEM, Standard, calibrate
 from sim.validation.observe import SCALARS, SERIES, Observation, run_model
 

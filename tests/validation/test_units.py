@@ -7,7 +7,7 @@ import pytest
 
 from sim import policy
 from sim.des import simulate_replication
-from sim.live.endpoint_server import RequestRecord
+from sim.endpoint.server import RequestRecord
 from sim.records import COLUMNS, concat
 from sim.validation.live import EVENT_HEADER, LiveRun
 from sim.validation.loadgen import LoadGenerator, arrival_times, make_event

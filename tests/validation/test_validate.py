@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sim.cli import app
-from sim.loading import load_scenario
+from sim.scenario.loading import load_scenario
 from sim.validation import pipeline
 from sim.validation.live import LiveRun, run_live
 from sim.validation.pipeline import validate
