@@ -10,24 +10,7 @@ from hypothesis import strategies as st
 
 from sim import policy
 from sim.scenario.model import Backoff, RetryPolicy
-
-
-def explicit_bucket(ready, rate, capacity):
-    """Independent reference: a bucket holding a token count, refilled continuously, FIFO."""
-    tokens, last, previous, out = capacity, 0.0, 0.0, []
-    for a in ready:
-        t = max(a, previous)
-        tokens = min(capacity, tokens + rate * (t - last))
-        last = t
-        if tokens < 1:
-            wait = (1 - tokens) / rate
-            t += wait
-            tokens, last = 1.0, t
-        tokens -= 1
-        previous = t
-        out.append(t)
-    return np.array(out)
-
+from tests.support.builders import explicit_bucket
 
 ready_times = st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=200).map(sorted)
 

@@ -1,7 +1,7 @@
 """Read this first: the semantics, slowly. One SimPy process per event — the reference model.
 
 This is the model as one would write it from design §3, and the yardstick of the fast engine
-(`sim.des.engine`): on the same seed both give the same attempt log (tests/test_baseline.py),
+(`sim.des.engine`): on the same seed both give the same attempt log (tests/des/test_reference.py),
 and `python -m bench ratio` times one against the other.
 
 Same semantics (design S1–S9a), same scenario, same random streams, same `sim.policy` decisions

@@ -5,8 +5,7 @@ import pytest
 
 from sim import policy
 from sim.des import engine, simulate_replication
-from tests.helpers import ListSink, scenario, trace_scenario
-from tests.test_policy import explicit_bucket
+from tests.support.builders import ListSink, explicit_bucket, scenario, trace_scenario
 
 ALWAYS_503 = {"latency": {"kind": "constant", "value": 0.1}, "responses": {503: 1.0}}
 NO_JITTER = {"backoff": {"base": 1, "multiplier": 2, "cap": 900, "jitter": "none"}}
@@ -205,6 +204,7 @@ def busy_scenario(**overrides):
     return scenario(**base)
 
 
+@pytest.mark.slow
 def test_every_path_is_exercised_and_events_are_conserved():
     s = busy_scenario()
     sink = run(s)
@@ -291,6 +291,7 @@ def test_lifo_ages_out_the_oldest_waiting(tmp_path):
     assert (rows["dispatch_at"][sent] - rows["arrival_at"][sent] < 60).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["fifo", "lifo"])
 def test_results_do_not_depend_on_block_size_for_either_order(order):
     s = busy_scenario(
@@ -311,6 +312,7 @@ def test_results_do_not_depend_on_block_size_for_either_order(order):
             np.testing.assert_array_equal(default[name], one_by_one[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_lifo_conserves_events_and_differs_from_fifo():
     fifo = busy_scenario()
     lifo = busy_scenario(

@@ -6,7 +6,7 @@ import pytest
 from sim.des import simulate_replication
 from sim.records import concat
 from sim.runner.replications import run_replications
-from tests.helpers import ListSink, scenario
+from tests.support.builders import ListSink, scenario
 
 
 def md1(rate_in, horizon=21600, replications=4, **destination):
@@ -24,12 +24,14 @@ def md1(rate_in, horizon=21600, replications=4, **destination):
     return s, results, np.concatenate(waits)
 
 
+@pytest.mark.slow
 def test_issue_md1_mean_wait_is_pollaczek_khinchine():
     """Poisson 8/s, rate 10/s, burst 1, zero latency, all 200: mean wait 0.2 s within 3 %."""
     _, _, waits = md1(8)
     assert waits.mean() == pytest.approx(0.2, rel=0.03)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("load", [0.3, 0.5, 0.9])
 def test_md1_across_loads(load):
     _, _, waits = md1(10 * load, horizon=7200 if load < 0.9 else 28800)
@@ -37,6 +39,7 @@ def test_md1_across_loads(load):
     assert waits.mean() == pytest.approx(expected, rel=0.05 if load < 0.9 else 0.08)
 
 
+@pytest.mark.slow
 def test_littles_law_for_the_backlog():
     """Time-average number waiting for a token = arrival rate x mean wait (L = lambda W)."""
     s, results, waits = md1(9, horizon=14400)

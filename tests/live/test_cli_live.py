@@ -12,10 +12,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,105 +26,18 @@ from typer.testing import CliRunner
 from sim.cli import app
 from sim.live.delivery.store import Store
 from sim.records import COLUMNS
+from tests.support import ROOT
+from tests.support.live import ThreadedEndpoint, write_config, write_events
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.live
+
 runner = CliRunner()
-
-
-class ThreadedEndpoint:
-    """`http.server` on 127.0.0.1: answers 400 when detail.n is a multiple of `fail_every`."""
-
-    def __init__(self, delay_s: float = 0.0, fail_every: int = 0) -> None:
-        self.received: list[dict[str, Any]] = []
-        lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                time.sleep(delay_s)
-                n = body["detail"]["n"]
-                status = 400 if fail_every and n % fail_every == 0 else 200
-                with lock:
-                    outer.received.append(
-                        {"n": n, "status": status, "ua": self.headers["User-Agent"]}
-                    )
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> ThreadedEndpoint:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
 def endpoint() -> Iterator[ThreadedEndpoint]:
     with ThreadedEndpoint(fail_every=5) as server:
         yield server
-
-
-def write_config(path: Path, url: str, *, rate: float = 200, password: str = "pw") -> Path:
-    data = {
-        "Connections": [
-            {
-                "Name": "conn",
-                "AuthorizationType": "BASIC",
-                "AuthParameters": {"BasicAuthParameters": {"Username": "u", "Password": password}},
-            }
-        ],
-        "ApiDestinations": [
-            {
-                "Name": "dest",
-                "ConnectionArn": "conn",
-                "InvocationEndpoint": url,
-                "HttpMethod": "POST",
-                "InvocationRateLimitPerSecond": rate,
-            }
-        ],
-        "Rules": [
-            {
-                "Name": "rule",
-                "EventPattern": {"source": ["test"]},
-                "Targets": [
-                    {
-                        "Id": "t1",
-                        "Arn": "dest",
-                        "RetryPolicy": {"MaximumRetryAttempts": 2},
-                        "DeadLetterConfig": {"Arn": "arn:aws:sqs:us-east-1:123456789012:dlq"},
-                    }
-                ],
-            }
-        ],
-        "sim": {
-            "allow_private_endpoints": True,
-            "timeout": 0.5,
-            "burst_capacity": 1,
-            "backoff": {"base": 0.01, "cap": 0.02},
-        },
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def write_events(path: Path, n: int) -> Path:
-    lines = [
-        json.dumps({"source": "test", "detail-type": "t", "detail": {"n": i}}) for i in range(n)
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_core_run_delivers_a_jsonl_file_writes_records_and_dlq(

@@ -24,7 +24,9 @@ from sim.live.ingest import (
     read_event_file,
     submit_all,
 )
-from tests.live.test_core import RecordingEndpoint, core_config, run
+from tests.support.live import RecordingEndpoint, core_config, run
+
+pytestmark = pytest.mark.live
 
 ENVELOPE = Envelope(account="111122223333", region="eu-west-1")
 

@@ -32,10 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from sim.endpoint.server import EndpointServer, RequestLog
 from sim.scenario.loading import build_scenario
-from tests.reliability.support import core_config_data, sim_process, write_yaml
+from tests.support.processes import core_config_data, sim_process, write_yaml
+
+pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 N_EVENTS = 600
 N_KILLS = 4

@@ -27,7 +27,7 @@ from sim.live.delivery.request import HttpRequest
 from sim.live.delivery.store import Store
 from sim.live.delivery.transport import MAX_BODY_BYTES, Response
 from sim.records import to_frame
-from tests.reliability.support import (
+from tests.support.processes import (
     RawServer,
     core_config_data,
     event,
@@ -36,6 +36,8 @@ from tests.reliability.support import (
     reset,
     unused_port,
 )
+
+pytestmark = pytest.mark.live
 
 TIMEOUT_S = 0.5
 BACKOFF_CAP_S = 0.05

@@ -26,7 +26,9 @@ from sim.cli import app
 from sim.errors import InputError
 from sim.live.config.loading import CoreConfig, build_config, load_config
 from sim.scenario.loading import set_path
-from tests.reliability.support import all_finite, assert_one_error_line, fuzz_settings, run_sim
+from tests.support.processes import all_finite, assert_one_error_line, fuzz_settings, run_sim
+
+pytestmark = pytest.mark.slow
 
 runner = CliRunner()
 FUZZ = fuzz_settings(150)

@@ -24,7 +24,9 @@ from sim.cli import app
 from sim.errors import InputError
 from sim.scenario.loading import load_scenario
 from sim.scenario.model import MAX_RATE_PER_SECOND, Scenario
-from tests.reliability.support import assert_one_error_line, fuzz_settings
+from tests.support.processes import assert_one_error_line, fuzz_settings
+
+pytestmark = pytest.mark.slow
 
 runner = CliRunner()
 FUZZ = fuzz_settings(120)

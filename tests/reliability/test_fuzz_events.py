@@ -34,13 +34,15 @@ from sim.live.ingest import (
     event_from_entry,
     read_event_file,
 )
-from tests.live.test_core import RecordingEndpoint
-from tests.reliability.support import (
+from tests.support.live import RecordingEndpoint
+from tests.support.processes import (
     assert_one_error_line,
     core_config_data,
     fuzz_settings,
     write_yaml,
 )
+
+pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 runner = CliRunner()
 ENVELOPE = Envelope()

@@ -26,7 +26,9 @@ from sim.cli import app
 from sim.errors import InputError
 from sim.scenario.loading import load_scenario, set_path
 from sim.scenario.model import Scenario
-from tests.reliability.support import all_finite, assert_one_error_line, fuzz_settings, run_sim
+from tests.support.processes import all_finite, assert_one_error_line, fuzz_settings, run_sim
+
+pytestmark = pytest.mark.slow
 
 runner = CliRunner()
 FUZZ = fuzz_settings(150)

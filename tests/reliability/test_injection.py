@@ -23,7 +23,9 @@ from sim.live.delivery.core import DeliveryCore
 from sim.live.delivery.request import HttpRequest
 from sim.live.delivery.store import Store
 from sim.live.delivery.transport import STATUS_CONNECTION_ERROR, Transport
-from tests.reliability.support import RawServer, core_config_data, event, reply
+from tests.support.processes import RawServer, core_config_data, event, reply
+
+pytestmark = pytest.mark.live
 
 INJECTED = "X-Injected"
 

@@ -18,11 +18,14 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from sim.endpoint.server import EndpointServer, OAuthSettings, RequestLog
 from sim.scenario.loading import build_scenario
-from tests.reliability.support import LoopThread, assert_one_error_line, run_sim, write_yaml
+from tests.support.processes import LoopThread, assert_one_error_line, run_sim, write_yaml
+
+pytestmark = pytest.mark.live
 
 API_KEY = "apikey-Zq81-" + secrets.token_hex(4)
 PASSWORD = "passw0rd-Kx4-" + secrets.token_hex(4)

@@ -26,8 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
-from tests.reliability.support import core_config_data, rss_bytes, sim_process, write_yaml
+from tests.support.processes import core_config_data, rss_bytes, sim_process, write_yaml
+
+pytestmark = [pytest.mark.live, pytest.mark.soak]
 
 FULL = os.environ.get("SIM_SOAK") == "1"
 RATE = float(os.environ.get("SIM_SOAK_RATE", 1000 if FULL else 200))

@@ -12,13 +12,17 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.live.test_cli_live import ThreadedEndpoint
-from tests.reliability.support import (
+import pytest
+
+from tests.support.live import ThreadedEndpoint
+from tests.support.processes import (
     assert_one_error_line,
     core_config_data,
     sim_process,
     write_yaml,
 )
+
+pytestmark = pytest.mark.live
 
 
 def _line(n: int) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from sim import policy
 from sim.des import simulate_replication
-from tests.helpers import ListSink, scenario
+from tests.support.builders import ListSink, scenario
 
 RATE = 10.0  # tokens per second: service time D = 0.1 s of the virtual D/1 queue
 
@@ -91,6 +91,7 @@ def md1_wait_cdf(wait_s: float, arrival_rate: float, service_s: float) -> float:
         return float((1 - lam * d) * total)
 
 
+@pytest.mark.slow
 def test_erlang_formula_reference_values():
     """P(W = 0) = 1 − ρ, and the M/D/1 mean wait by Pollaczek–Khinchine from the CDF."""
     assert md1_wait_cdf(0.0, 8, 0.1) == pytest.approx(0.2, abs=1e-12)
@@ -100,6 +101,7 @@ def test_erlang_formula_reference_values():
     assert mean == pytest.approx(0.8 / (2 * 10 * 0.2), rel=0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("burst", [2, 5])
 def test_wait_distribution_is_md1_shifted_by_the_bucket_slack(burst):
     """Poisson 8/s into 10/s with burst b: P(wait ≤ x) = P_MD1(W ≤ x + (b − 1)/r). 12 h, one

@@ -2,7 +2,6 @@
 that broke its schedule, and how one scenario's error is reported without losing the others."""
 
 import copy
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,9 +15,10 @@ from sim.validation.overhead import Conformance
 from sim.validation.pipeline import check_model_overrides
 from sim.validation.report import verdict_table
 from sim.validation.result import Validation
-from tests.validation.test_compare import synthetic
+from tests.support import ROOT
+from tests.support.builders import synthetic
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios" / "validation"
+SCENARIOS = ROOT / "scenarios" / "validation"
 STEADY, MAX_AGE = SCENARIOS / "steady-errors.yaml", SCENARIOS / "max-age.yaml"
 CONFORMS = Conformance(0.005, 100, 0, 0.0, 0, 0.0, 0, 0.0)
 TOO_FAST = Conformance(0.005, 100, 40, 2.5, 0, 0.0, 0, 0.0)

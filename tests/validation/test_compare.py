@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from sim.results.accumulator import DELAY_BINS
 from sim.scenario.loading import build_scenario
 from sim.validation.compare import KS_ITEM, Standard, calibrate
-from sim.validation.observe import SCALARS, SERIES, Observation, run_model
+from sim.validation.observe import run_model
+from tests.support.builders import synthetic
 
 SMALL = {
     "name": "small",
@@ -45,6 +45,7 @@ def fresh():
     return run_model(build_scenario({**SMALL, "seed": 6}, source="test"), 200, workers=1)
 
 
+@pytest.mark.slow
 def test_a_correct_model_fails_at_most_about_alpha_of_the_time(model, fresh):
     calibration, _ = model
     fails = sum(not calibration.test(observation).passed for observation in fresh)
@@ -88,29 +89,6 @@ def test_point_masses_get_the_scale_of_their_tail_not_zero():
     standard = Standard.of(values, np.array([1.0]))
     assert standard.low[0] == pytest.approx(np.sqrt(2 * 0.1 * 60**2))
     assert standard.high[0] == 1.0  # the floor
-
-
-def synthetic(n: int, nan_share: dict[str, float], seed: int = 0) -> list[Observation]:
-    """n model-like observations: normal scalars, 3 bins a series, some items NaN in a share."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        scalars = {name: float(rng.normal(100, 10)) for name in SCALARS}
-        for name, share in nan_share.items():
-            if i < round(share * n):
-                scalars[name] = math.nan
-        histogram = rng.multinomial(200, np.full(DELAY_BINS.size - 1, 1 / (DELAY_BINS.size - 1)))
-        out.append(
-            Observation(
-                scalars=scalars,
-                series={name: rng.normal(50, 5, 3) for name in SERIES},
-                delay_histogram=histogram,
-                bin_end_s=np.array([1.0, 2.0, 3.0]),
-                arrivals=np.zeros(3),
-                successes=np.zeros(3),
-            )
-        )
-    return out
 
 
 def test_an_item_undefined_in_many_model_runs_is_not_tested_and_the_limit_stays_finite():

@@ -13,7 +13,7 @@ from sim.validation.live import EVENT_HEADER, LiveRun
 from sim.validation.loadgen import LoadGenerator, arrival_times, make_event
 from sim.validation.observe import Collector, before_horizon
 from sim.validation.overhead import conformance, corrected_records, ideal_dispatch, measure
-from tests.helpers import scenario
+from tests.support.builders import scenario
 
 NAN = np.nan
 

@@ -6,7 +6,6 @@ patching `run_live`, so the whole file costs one live minute plus the model runs
 """
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,8 +15,11 @@ from sim.scenario.loading import load_scenario
 from sim.validation import pipeline
 from sim.validation.live import LiveRun, run_live
 from sim.validation.pipeline import validate
+from tests.support import ROOT
 
-SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "validation" / "steady-errors.yaml"
+pytestmark = [pytest.mark.live, pytest.mark.slow]
+
+SCENARIO = ROOT / "scenarios" / "validation" / "steady-errors.yaml"
 RETRY_4XX = "retry_policy.retry_statuses=[409, 429, 5xx, 400]"
 
 

@@ -6,7 +6,7 @@ import pytest
 from sim.errors import InputError
 from sim.scenario.arrivals import arrival_windows, expected_count, expected_rate
 from sim.scenario.loading import load_scenario
-from tests.test_scenario import DESIGN_EXAMPLE
+from tests.support.builders import DESIGN_EXAMPLE
 
 
 @pytest.fixture
@@ -25,6 +25,7 @@ def test_expected_count_integrates_the_rate_exactly(sources, horizon):
     assert expected_count(sources, horizon) == pytest.approx(numeric, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_generated_arrivals_match_the_expected_count(sources):
     horizon = 3 * 3600.0
     rng = np.random.default_rng(5)

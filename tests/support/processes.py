@@ -1,4 +1,4 @@
-"""Helpers shared by the reliability tests: raw servers, CLI checks, leak probes, configs.
+"""Helpers for tests that run `sim` as a process, misbehaving raw servers, fuzz settings, configs.
 
 Everything listens on 127.0.0.1 only. `RawServer` is a bare asyncio socket server that hands
 each connection to a handler and records the raw request bytes, so tests see exactly what went
@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 import yaml
 from hypothesis import HealthCheck, settings
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+
 T = TypeVar("T")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "RawServer"], Awaitable[None]]
 

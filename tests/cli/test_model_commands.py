@@ -4,10 +4,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from sim.cli import app
+from tests.support import ROOT
 
 runner = CliRunner()
 SCENARIO = """
@@ -31,6 +33,7 @@ def write(tmp_path: Path, text: str = SCENARIO, name: str = "tiny.yaml") -> Path
     return path
 
 
+@pytest.mark.slow
 def test_run_writes_every_report_file(tmp_path):
     out = tmp_path / "report"
     result = runner.invoke(
@@ -75,6 +78,7 @@ def test_run_writes_every_report_file(tmp_path):
     assert "InvocationAttempts" in result.output
 
 
+@pytest.mark.slow
 def test_options_override_the_scenario(tmp_path):
     out = tmp_path / "r"
     result = runner.invoke(
@@ -100,6 +104,7 @@ def test_options_override_the_scenario(tmp_path):
     assert summary["metrics"]["InvocationsSentToDlq"]["mean"] == 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_summary_whatever_the_workers(tmp_path):
     path = write(tmp_path)
     runs = []
@@ -158,7 +163,7 @@ def test_run_refuses_an_out_folder_that_is_not_a_report_before_simulating(tmp_pa
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "important.txt").write_text("keep me")
-    scenario = Path(__file__).resolve().parent.parent / "scenarios" / "steady.yaml"
+    scenario = ROOT / "scenarios" / "steady.yaml"
     result = runner.invoke(app, ["run", str(scenario), "--out", str(precious)])
     assert result.exit_code == 2, result.output
     assert result.output.strip().startswith("error: --out: ")

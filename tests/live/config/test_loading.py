@@ -13,8 +13,8 @@ from sim.errors import InputError
 from sim.live.config.loading import build_config, config_for_scenario, load_config
 from sim.scenario.loading import load_scenario
 from sim.scenario.model import Destination, RetryPolicy
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "core.yaml"
 
 BASE: dict[str, Any] = {

@@ -37,6 +37,8 @@ from sim.endpoint.server import (
 from sim.scenario.loading import build_scenario
 from sim.scenario.model import Scenario
 
+pytestmark = pytest.mark.live
+
 T = TypeVar("T")
 STATUS_TOLERANCE_SD = 4.0
 KS_ALPHA = 0.001

@@ -16,9 +16,9 @@ from sim.errors import InputError
 from sim.live.config.cloudformation import MAX_BUILT, TemplateLoader
 from sim.live.config.loading import CoreConfig, build_config, load_config
 from sim.scenario.loading import read_yaml
-from tests.live.test_cli_live import ThreadedEndpoint, write_events
+from tests.support import ROOT
+from tests.support.live import ThreadedEndpoint, write_events
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cfn-Secret-9931"
 ENV = {"CFN_KEY": SECRET}
 
@@ -352,6 +352,7 @@ def test_the_shipped_template_example_loads_like_the_plain_one() -> None:
     assert "example-key" in template.secrets
 
 
+@pytest.mark.live
 def test_core_run_delivers_through_a_template_config(tmp_path: Path) -> None:
     with ThreadedEndpoint() as endpoint:
         config = tmp_path / "stack.yaml"

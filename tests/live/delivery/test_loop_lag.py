@@ -11,6 +11,8 @@ import pytest
 
 from sim.live.delivery.loop_lag import LoopLag
 
+pytestmark = pytest.mark.live
+
 
 def test_a_blocked_loop_is_measured_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> LoopLag:

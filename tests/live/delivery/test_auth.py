@@ -16,7 +16,9 @@ from sim.live.config.loading import CoreConfig
 from sim.live.delivery.core import DeliveryCore
 from sim.live.delivery.store import Store
 from sim.records import to_frame
-from tests.live.test_core import ListSink, RecordingEndpoint, Seen, core_config, event, run
+from tests.support.live import ListSink, RecordingEndpoint, Seen, core_config, event, run
+
+pytestmark = pytest.mark.live
 
 CLIENT_SECRET = "client-secret-0451"
 PASSWORD = "pa55-w0rd-9187"

@@ -10,7 +10,7 @@ import pytest
 from sim import policy
 from sim.des import simulate_replication as model
 from sim.des.reference import simulate_replication as baseline
-from tests.helpers import ListSink, scenario
+from tests.support.builders import ListSink, scenario
 
 ENDPOINT = {
     "latency": {"kind": "lognormal", "median": 0.12, "p99": 0.9},

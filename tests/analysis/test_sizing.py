@@ -11,7 +11,7 @@ from sim.analysis.sizing import nice_step, size_rate_limit
 from sim.analysis.theory import md1_rate_for_wait_quantile
 from sim.cli import app
 from sim.errors import InputError
-from tests.helpers import scenario
+from tests.support.builders import scenario
 
 runner = CliRunner()
 
@@ -28,6 +28,7 @@ slo: {max_p99_delivery_delay: 50ms}
 """
 
 
+@pytest.mark.slow
 def test_issue_sim_size_recommends_the_md1_rate_within_its_step(tmp_path: Path):
     """Theory: the smallest rate whose M/D/1 p99 wait is 50 ms is 118.29/s. The lattice
     82.5, 87.5, ... puts 117.5 and 122.5 around it; either is within one step (5/s)."""
@@ -95,6 +96,7 @@ def test_no_rate_meets_the_slos_says_which_binds():
     )
 
 
+@pytest.mark.slow
 def test_not_monotone_when_higher_rates_overload_the_endpoint():
     """Without retries an overload answer is dead-lettered: too low a rate fails the delay SLO,
     too high a rate lets Poisson clumps through and overloads the endpoint (DLQ SLO)."""

@@ -8,41 +8,8 @@ import yaml
 
 from sim.errors import InputError
 from sim.scenario.loading import load_scenario
-
-DESIGN_EXAMPLE = """
-name: burst
-horizon: 24h
-seed: 7
-replications: 10
-arrivals:
-  - {kind: constant, rate_per_second: 200}
-  - {kind: burst, start: 2h, duration: 10m, rate_per_second: 5000}
-  - {kind: diurnal, mean_per_second: 150, amplitude: 0.6, peak_at: 14h}
-  - {kind: counts, path: per-minute.csv, time_column: timestamp, count_column: events}
-  - {kind: trace, path: arrivals.csv, column: arrival_s}
-destination:
-  name: partner-webhook
-  invocation_rate_limit_per_second: 300
-  burst_capacity: 300
-  timeout: 5s
-  throttle_order: fifo
-endpoint:
-  latency: {kind: lognormal, median: 120ms, p99: 900ms}
-  responses: {200: 0.984, 429: 0.005, 503: 0.01, 400: 0.001}
-  timeout_probability: 0.002
-  retry_after: {429: 30s}
-  capacity: {concurrency: 200, queue: 400, overload_status: 503}
-  incidents:
-    - {start: 6h, duration: 30m, responses: {503: 1.0}}
-retry_policy:
-  maximum_event_age: 24h
-  maximum_retry_attempts: 185
-  backoff: {base: 1s, multiplier: 2, cap: 15m, jitter: full}
-  retry_statuses: [409, 429, 5xx]
-dead_letter_queue: true
-sample_every: 1m
-slo: {max_p99_delivery_delay: 15m, max_dropped_fraction: 0}
-"""
+from tests.support import ROOT
+from tests.support.builders import DESIGN_EXAMPLE
 
 
 @pytest.fixture
@@ -185,7 +152,7 @@ def test_overrides_parse_values_as_yaml_and_merge_status_keys(folder):
 
 
 def test_shipped_scenarios_validate():
-    root = Path(__file__).resolve().parents[1] / "scenarios"
+    root = ROOT / "scenarios"
     files = sorted(root.rglob("*.yaml"))
     assert {"burst.yaml", "steady.yaml", "outage.yaml", "ref-24h.yaml"} <= {f.name for f in files}
     for path in files:

@@ -15,7 +15,7 @@ from sim.analysis.theory import (
     md1_wait_quantile,
 )
 from sim.runner.simulate import simulate
-from tests.helpers import scenario
+from tests.support.builders import scenario
 
 
 def lindley_waits(arrival_rate: float, service_rate: float, n: int, seed: int) -> np.ndarray:

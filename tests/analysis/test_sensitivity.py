@@ -7,7 +7,7 @@ import pytest
 
 import sim.analysis.sensitivity as sensitivity_module
 from sim.analysis.sensitivity import baseline_values, default_ranges, sensitivity
-from tests.helpers import scenario
+from tests.support.builders import scenario
 
 SETTINGS = [
     "destination.burst_capacity",
@@ -56,6 +56,7 @@ def result():
     return sensitivity(burst_scenario(), workers=2)
 
 
+@pytest.mark.slow
 def test_one_at_a_time_design(result):
     ranges = default_ranges(burst_scenario())
     assert len(result.sweep.points) == 1 + sum(len(v) - 1 for v in ranges.values())

@@ -17,7 +17,7 @@ from sim.live.eventbridge.transform import (
     resolve_path,
     validate_input_config,
 )
-from tests.live.conformance import rows
+from tests.support.conformance import rows
 
 TARGET_ID = "target-1"
 DEFAULT_CONTEXT = TargetContext(

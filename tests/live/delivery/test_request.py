@@ -19,7 +19,9 @@ from sim.live.delivery.request import (
     InvalidParameter,
     build_request,
 )
-from tests.live.test_core import RecordingEndpoint, core_config, deliver, run
+from tests.support.live import RecordingEndpoint, core_config, deliver, run
+
+pytestmark = pytest.mark.live
 
 EVENT = {
     "id": "e-1",

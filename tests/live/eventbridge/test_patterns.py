@@ -20,7 +20,7 @@ from sim.live.eventbridge.patterns import (
     test_event_pattern,
     wildcard_complexity,
 )
-from tests.live.conformance import CONFORMANCE, rows
+from tests.support.conformance import CONFORMANCE, rows
 
 PREFIX = "Event pattern is not valid. Reason: "
 

@@ -18,7 +18,9 @@ import pytest
 from sim.live.delivery.request import HttpRequest
 from sim.live.delivery.transport import MAX_BODY_BYTES, Response, Transport
 from sim.policy import STATUS_CONNECTION_ERROR, STATUS_TIMEOUT
-from tests.reliability.support import RawServer, reply, unused_port
+from tests.support.processes import RawServer, reply, unused_port
+
+pytestmark = pytest.mark.live
 
 TIMEOUT_S = 0.4
 

@@ -10,7 +10,7 @@ import sim
 from sim import policy
 from sim.results.accumulator import Accumulator, pending_ages
 from sim.results.tables import aggregate, slo_verdict
-from tests.helpers import scenario, trace_scenario
+from tests.support.builders import scenario, trace_scenario
 
 NAN = math.nan
 

@@ -4,18 +4,18 @@ process, local processes, a real Dask LocalCluster), common random numbers, plot
 from pathlib import Path
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
 
 from sim.analysis.sweeps import expand_grid, sweep  # noqa: E402
 from sim.errors import InputError  # noqa: E402
 from sim.report.analysis import write_sweep_report  # noqa: E402
 from sim.report.plots import plot_sweep_heatmap, plot_sweep_metric  # noqa: E402
 from sim.results.tables import aggregate  # noqa: E402
-from tests.helpers import scenario  # noqa: E402
+from tests.support.builders import scenario  # noqa: E402
 
 RATE = "destination.invocation_rate_limit_per_second"
 MIX = "endpoint.responses"
@@ -91,6 +91,8 @@ def test_identical_numbers_whatever_workers_and_batches(local):
         pd.testing.assert_frame_equal(other.runs, local.runs, check_exact=True)
 
 
+@pytest.mark.slow
+@pytest.mark.live
 def test_identical_numbers_on_a_dask_cluster_by_address(local):
     """As `--dask tcp://host:8786` does: connect to a running scheduler by its address."""
     distributed = pytest.importorskip("distributed")
@@ -111,6 +113,8 @@ def test_identical_numbers_on_a_dask_cluster_by_address(local):
     pd.testing.assert_frame_equal(again.runs, first, check_exact=True)
 
 
+@pytest.mark.slow
+@pytest.mark.live
 def test_dask_local_starts_and_stops_its_own_cluster():
     small = {RATE: [25, 40]}
     mine = sweep(base(), small, dask="local", workers=2, replications=2)

@@ -1,8 +1,7 @@
 """The delivery core over real loopback HTTP: classification, retries, Retry-After, limits, DLQ.
 
 Endpoints are plain aiohttp.web apps (or raw sockets) written here, on 127.0.0.1 only, with a
-short client timeout so every test stays bounded. `RecordingEndpoint`, `core_config` and
-`deliver` are shared with the other live-core test modules.
+short client timeout so every test stays bounded (helpers in `tests/support/live.py`).
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ import gc
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,183 +20,24 @@ import pandas as pd
 import pytest
 from aiohttp import web
 
-from sim.live.config.loading import CoreConfig, build_config
 from sim.live.delivery.core import DeliveryCore
 from sim.live.delivery.store import NewEvent, Store
 from sim.live.delivery.transport import PublicResolver
-from sim.records import COLUMNS, to_frame
+from sim.records import COLUMNS
 from sim.results.accumulator import Accumulator
 from sim.scenario.loading import build_scenario
+from tests.support.live import (
+    TIMEOUT_S,
+    Outcome,
+    RecordingEndpoint,
+    Seen,
+    core_config,
+    deliver,
+    event,
+    run,
+)
 
-TIMEOUT_S = 0.3
-FAST_BACKOFF = {"base": 0.01, "multiplier": 2, "cap": 0.02, "jitter": "none"}
-
-
-@dataclass
-class Seen:
-    """One request as the endpoint received it."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    raw_headers: list[tuple[str, str]]
-    body: bytes
-    at: float
-    raw_path: str = ""
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-Respond = Callable[[Seen], web.StreamResponse | Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class RecordingEndpoint:
-    """An aiohttp.web server on 127.0.0.1 that records every request and answers via `respond`."""
-
-    respond: Respond = field(default=lambda seen: web.Response(status=200))
-    requests: list[Seen] = field(default_factory=list)
-    url: str = ""
-
-    async def __aenter__(self) -> RecordingEndpoint:
-        async def handle(request: web.Request) -> web.StreamResponse:
-            seen = Seen(
-                request.method,
-                request.path,
-                dict(request.query),
-                dict(request.headers),
-                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
-                await request.read(),
-                time.monotonic(),
-                request.raw_path,
-            )
-            self.requests.append(seen)
-            answer = self.respond(seen)
-            return await answer if asyncio.iscoroutine(answer) else answer  # type: ignore[return-value]
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._runner.cleanup()
-
-
-def core_config(
-    url: str,
-    *,
-    rate: float | None = 100.0,
-    retries: int = 2,
-    max_age: float = 86400,
-    dlq: bool = True,
-    auth: dict[str, Any] | None = None,
-    target: dict[str, Any] | None = None,
-    sim: dict[str, Any] | None = None,
-    method: str = "POST",
-    rules: list[dict[str, Any]] | None = None,
-    environ: dict[str, str] | None = None,
-) -> CoreConfig:
-    """A one-destination config pointed at `url`, with a short timeout and fast backoff."""
-    target_data: dict[str, Any] = {
-        "Id": "t1",
-        "Arn": "dest",
-        "RetryPolicy": {"MaximumRetryAttempts": retries, "MaximumEventAgeInSeconds": max_age},
-    }
-    if dlq:
-        target_data["DeadLetterConfig"] = {"Arn": "arn:aws:sqs:us-east-1:123456789012:dlq"}
-    target_data.update(target or {})
-    settings = {"allow_private_endpoints": True, "timeout": TIMEOUT_S, "backoff": FAST_BACKOFF}
-    settings.update(sim or {})
-    data = {
-        "Connections": [
-            {
-                "Name": "conn",
-                "AuthorizationType": "API_KEY",
-                "AuthParameters": {
-                    "ApiKeyAuthParameters": {"ApiKeyName": "x-api-key", "ApiKeyValue": "k-123"}
-                },
-            }
-            if auth is None
-            else {"Name": "conn", **auth}
-        ],
-        "ApiDestinations": [
-            {
-                "Name": "dest",
-                "ConnectionArn": "conn",
-                "InvocationEndpoint": url,
-                "HttpMethod": method,
-                "InvocationRateLimitPerSecond": rate,
-            }
-        ],
-        "Rules": rules
-        or [{"Name": "rule", "EventPattern": {"source": ["test"]}, "Targets": [target_data]}],
-        "sim": settings,
-    }
-    return build_config(data, source="test-config", environ=environ or {})
-
-
-def event(n: int, **detail: Any) -> dict[str, Any]:
-    return {"source": "test", "detail-type": "t", "detail": {"n": n, **detail}}
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.arrival_times: list[float] = []
-        self.chunks: list[dict[str, np.ndarray]] = []
-
-    def arrivals(self, replication: int, times: np.ndarray) -> None:
-        self.arrival_times.extend(times.tolist())
-
-    def attempts(self, chunk: dict[str, np.ndarray]) -> None:
-        self.chunks.append(chunk)
-
-
-@dataclass
-class Outcome:
-    records: pd.DataFrame
-    dlq: list[dict[str, Any]]
-    counts: dict[str, int]
-    chunks: list[dict[str, np.ndarray]]
-
-
-async def deliver(
-    config: CoreConfig, db: Path, events: list[dict[str, Any]], *, limit_s: float = 10.0
-) -> Outcome:
-    """Run a core until idle on the given events; return its records, DLQ and counts."""
-    sink = ListSink()
-    core = DeliveryCore(config, db, sink)
-    await core.start()
-    try:
-        if events:
-            await core.submit(events)
-        await asyncio.wait_for(core.wait_idle(), limit_s)
-    finally:
-        await core.stop()
-    store = Store(db)
-    try:
-        result = Outcome(
-            to_frame(sink.chunks).sort_values(["event_id", "attempt"], ignore_index=True),
-            list(store.dead_letters()),
-            store.counts(),
-            sink.chunks,
-        )
-    finally:
-        store.close()
-    return result
-
-
-def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(coro)  # type: ignore[arg-type]
-
+pytestmark = pytest.mark.live
 
 # --- classification (S4, S5) ----------------------------------------------------------------
 
