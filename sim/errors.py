@@ -12,6 +12,10 @@ class InputError(Exception):
         self.problem = problem
         super().__init__(self.line())
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[str | None, str | None, str]]:
+        """Pickle by its three parts, so an error raised in a worker process arrives whole."""
+        return (type(self), (self.source, self.key, self.problem))
+
     def line(self) -> str:
         """Format as `file: key.path: problem`, leaving out the parts that are unknown."""
         parts = [_printable(p) for p in (self.source, self.key) if p]

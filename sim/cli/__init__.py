@@ -22,6 +22,7 @@ FLAGS = {
     "min_rate": "--min",
     "model_overrides": "--model-set",
     "out_dir": "--out",
+    "out_file": "--out",
     "overload_tolerance": "--max-overload",
     "step": "--step",
     "workers": "--workers",
@@ -68,7 +69,7 @@ def file_plots() -> None:
 def _register() -> None:
     from sim.cli import model  # noqa: F401  (commands register themselves on import)
 
-    for optional in ("live", "endpoint", "analysis", "validation"):
+    for optional in ("live", "endpoint", "analysis", "validation", "plan"):
         try:
             __import__(f"sim.cli.{optional}")
         except ModuleNotFoundError as err:

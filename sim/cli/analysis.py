@@ -257,6 +257,7 @@ def size(
     from sim.results.tables import SLO_METRICS
 
     scenario = load_scenario(scenario_file, set_ or [])
+    scenario.require_single()  # sizing a bus (a destination or the account quota) comes next
     out = check_out_dir(out or Path("reports") / f"{scenario.name}-size")
     with progress_bar(f"sizing {scenario.name}", console) as tick:
         result = size_rate_limit(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,7 +16,7 @@ from rich.table import Table
 from sim.cli import app, file_plots
 from sim.cli.progress import progress_bar
 from sim.report.outputs import check_out_dir, number
-from sim.scenario.loading import load_scenario
+from sim.scenario.loading import load_scenario, loads_scenario
 
 if TYPE_CHECKING:
     from sim.results.run import RunResult
@@ -69,17 +70,29 @@ def run(
 
 
 @app.command()
-def check(scenario_file: ScenarioArg, set_: SetOption = None) -> None:
+def check(
+    scenario_file: Annotated[
+        str, typer.Argument(help="Scenario YAML file, or - for stdin.", show_default=False)
+    ],
+    set_: SetOption = None,
+) -> None:
     """Validate a scenario and print it resolved, with every default filled in."""
     from sim.scenario.arrivals import expected_count
+    from sim.scenario.offered import describe
 
-    scenario = load_scenario(scenario_file, set_ or [])
+    if scenario_file == "-":
+        scenario = loads_scenario(sys.stdin.read(), set_ or [], base_dir=Path.cwd())
+    else:
+        scenario = load_scenario(Path(scenario_file), set_ or [])
     typer.echo(yaml.safe_dump(scenario.resolved(), sort_keys=False).rstrip())
     expected = expected_count(scenario.arrivals, scenario.horizon)
     typer.echo(
-        f"# valid: {scenario_file}; about {expected:,.0f} arrivals expected per replication "
+        f"# valid: {scenario.source}; about {expected:,.0f} arrivals expected per replication "
         f"({expected / scenario.horizon:,.1f}/s on average)"
     )
+    if scenario.is_bus:
+        for line in describe(scenario):
+            typer.echo(line)
 
 
 def _print_summary(result: RunResult) -> None:

@@ -38,6 +38,7 @@ def run_replications(
     progress: Progress | None = None,
 ) -> list[ReplicationResult]:
     """Run replications (default: all the scenario asks for) on `workers` processes (default: all cores)."""
+    scenario.require_single()  # the bus form is not run yet: one clear error, before any worker
     indices = list(range(scenario.replications) if replications is None else replications)
     executor = Executor(workers)
     if executor.workers == 1 or len(indices) == 1:  # in this process: progress within replications
@@ -73,6 +74,8 @@ def run_grid(
 ) -> Summaries:
     """Every replication of every scenario, in batches on `executor`; summaries per scenario,
     in replication order."""
+    for scenario in scenarios:
+        scenario.require_single()  # the bus form is not run yet
     replications = list(replications)
     size = batch_size or batch_size_for(len(scenarios), len(replications), executor.parallelism)
     tasks = [

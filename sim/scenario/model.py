@@ -1,420 +1,172 @@
 """The scenario: one typed, frozen, strictly validated model of design §4. Defaults live only here.
 
-Durations are float seconds once validated (the YAML may say `250ms`, `2h`, `1d`); they are
-written back in the largest exact unit when a resolved scenario is dumped.
+A scenario is written in one of two forms (docs/scenarios.md, docs/bus.md):
+
+* the **single-destination form** — `destination`, `endpoint`, `retry_policy`,
+  `dead_letter_queue` — one API destination and one rule matching every event;
+* the **bus form** — `account`, `destinations`, `rules` — several rules and destinations under
+  the account's invocation quota, with fan-out.
+
+Mixing them is an error naming the key. Whatever the form, `Scenario.bus` is the one
+normalized view (`sim.scenario.bus.Bus`). `destination`, `endpoint`, `retry_policy` and
+`dead_letter_queue` read the single form (a bus scenario raises InputError there: the model
+runs the single form until its bus engine lands). The sections live in
+`sim.scenario.sections` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, TypeVar
 
-import numpy as np
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    PrivateAttr,
-    ValidationInfo,
-    field_validator,
-    model_validator,
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from sim.errors import InputError
+from sim.scenario.bus import (
+    MAX_BUS_ITEMS,
+    Account,
+    Bus,
+    BusDestination,
+    BusRule,
+    check_bus,
+    single_bus,
+)
+from sim.scenario.durations import format_duration
+from sim.scenario.sections import (
+    MAX_CONCURRENCY,
+    MAX_DURATION_S,
+    MAX_EVENT_AGE_S,
+    MAX_HORIZON_S,
+    MAX_RATE_PER_SECOND,
+    MAX_RETRY_ATTEMPTS,
+    MIN_EVENT_AGE_S,
+    NAME_PATTERN,
+    Arrivals,
+    Backoff,
+    BurstArrivals,
+    Capacity,
+    ConstantArrivals,
+    ConstantLatency,
+    CountsArrivals,
+    CsvPath,
+    Destination,
+    DiurnalArrivals,
+    Duration,
+    EmpiricalLatency,
+    Endpoint,
+    GammaLatency,
+    Incident,
+    Latency,
+    Loaded,
+    LocatedError,
+    LognormalLatency,
+    NonNegativeDuration,
+    PositiveDuration,
+    Probability,
+    Rate,
+    ResponseMix,
+    RetryAfter,
+    RetryPolicy,
+    Slo,
+    StatusCode,
+    Strict,
+    TraceArrivals,
 )
 
-from sim.scenario.csv_inputs import read_counts, read_samples
-from sim.scenario.durations import format_duration, parse_duration
-
-MAX_DURATION_S = 1e9
-"""Longest duration anywhere in a scenario (about 31 years): longer ones cannot be shown back."""
-
-
-def _duration(value: object) -> float:
-    """`parse_duration`, refusing numbers too large for a float and durations over 1e9 s."""
-    try:
-        seconds = parse_duration(value)
-    except OverflowError:
-        raise ValueError("the number is too large for a duration") from None
-    if abs(seconds) > MAX_DURATION_S:
-        raise ValueError(f"{seconds:.3g} s is longer than {MAX_DURATION_S:.0e} s (about 31 years)")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(_duration), PlainSerializer(format_duration)]
-PositiveDuration = Annotated[Duration, Field(gt=0)]
-NonNegativeDuration = Annotated[Duration, Field(ge=0)]
-Probability = Annotated[float, Field(ge=0, le=1)]
-StatusCode = Annotated[int, Field(ge=100, le=599)]
-
-NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
-MIN_EVENT_AGE_S = 60.0
-MAX_EVENT_AGE_S = 86400.0
-MAX_RETRY_ATTEMPTS = 185
-MAX_RATE_PER_SECOND = 1e6
-"""Largest arrival rate of one source: beyond it a run cannot draw or hold its arrivals."""
-MAX_CONCURRENCY = 100_000
-MAX_HORIZON_S = 31 * 86400.0
-"""Longest horizon: a month (checks and runs hold per-second arrays over the horizon)."""
-Rate = Annotated[float, Field(ge=0, le=MAX_RATE_PER_SECOND)]
-
-
-class Strict(BaseModel):
-    """Base for every scenario section: unknown keys are errors, numbers are finite, instances
-    are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Loaded:
-    """Arrays read from a CSV, attached to a frozen model; equal when their contents are equal."""
-
-    def __init__(self, *arrays: np.ndarray) -> None:
-        self.arrays = arrays
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Loaded) and all(
-            np.array_equal(a, b) for a, b in zip(self.arrays, other.arrays, strict=True)
-        )
-
-
-def _base_dir(info: ValidationInfo) -> Path:
-    context = info.context or {}
-    return Path(context.get("base_dir", "."))
-
-
-def _absolute_path(value: Any, info: ValidationInfo) -> Any:
-    """CSV paths are relative to the scenario file; store them absolute so a resolved copy still works."""
-    if isinstance(value, str) and value:
-        return str((_base_dir(info) / value).resolve())
-    return value
-
-
-CsvPath = Annotated[str, BeforeValidator(_absolute_path), Field(min_length=1)]
-
-
-# --- arrivals -------------------------------------------------------------------------------
-
-
-class ConstantArrivals(Strict):
-    """Poisson arrivals at a constant rate over the whole horizon."""
-
-    kind: Literal["constant"]
-    rate_per_second: Rate
-
-
-class BurstArrivals(Strict):
-    """Poisson arrivals at `rate_per_second` from `start` for `duration`."""
-
-    kind: Literal["burst"]
-    start: NonNegativeDuration
-    duration: PositiveDuration
-    rate_per_second: Rate
-
-
-class DiurnalArrivals(Strict):
-    """Poisson arrivals whose rate follows a cosine: mean·(1 + amplitude·cos(2π(t − peak_at)/period))."""
-
-    kind: Literal["diurnal"]
-    mean_per_second: Rate
-    amplitude: Probability = 0.5
-    peak_at: NonNegativeDuration = 14 * 3600.0
-    period: PositiveDuration = 86400.0
-
-
-class CountsArrivals(Strict):
-    """Non-homogeneous Poisson arrivals from binned counts in a CSV (e.g. a per-minute metrics export)."""
-
-    kind: Literal["counts"]
-    path: CsvPath
-    time_column: str
-    count_column: str
-    bin: PositiveDuration | None = None
-    scale: Annotated[float, Field(ge=0)] = 1.0
-    _bins: Loaded = PrivateAttr()
-
-    @model_validator(mode="after")
-    def _load(self) -> CountsArrivals:
-        self._bins = Loaded(
-            *read_counts(Path(self.path), self.time_column, self.count_column, self.bin)
-        )
-        peak = float(self.bins[1].max())
-        if peak > MAX_RATE_PER_SECOND:
-            raise ValueError(
-                f"{self.path}: the busiest bin is {peak:.3g} events/s with scale {self.scale:g}; "
-                f"at most {MAX_RATE_PER_SECOND:g}/s can be simulated"
-            )
-        return self
-
-    @property
-    def bins(self) -> tuple[np.ndarray, np.ndarray]:
-        """(bin start times s since the first row, rate per second in each bin), scale applied."""
-        edges, rates = self._bins.arrays
-        return edges, rates * self.scale
-
-
-class TraceArrivals(Strict):
-    """Exact replay of arrival times (seconds since start, or timestamps) from a CSV column."""
-
-    kind: Literal["trace"]
-    path: CsvPath
-    column: str
-    _times: Loaded = PrivateAttr()
-
-    @model_validator(mode="after")
-    def _load(self) -> TraceArrivals:
-        self._times = Loaded(np.sort(read_samples(Path(self.path), self.column, times=True)))
-        return self
-
-    @property
-    def times(self) -> np.ndarray:
-        """Sorted arrival times, seconds since the run started."""
-        return self._times.arrays[0]
-
-
-Arrivals = Annotated[
-    ConstantArrivals | BurstArrivals | DiurnalArrivals | CountsArrivals | TraceArrivals,
-    Field(discriminator="kind"),
+__all__ = [
+    "Account",
+    "Arrivals",
+    "Backoff",
+    "BurstArrivals",
+    "Bus",
+    "BusDestination",
+    "BusRule",
+    "Capacity",
+    "ConstantArrivals",
+    "ConstantLatency",
+    "CountsArrivals",
+    "CsvPath",
+    "Destination",
+    "DiurnalArrivals",
+    "Duration",
+    "EmpiricalLatency",
+    "Endpoint",
+    "GammaLatency",
+    "Incident",
+    "Latency",
+    "Loaded",
+    "LocatedError",
+    "LognormalLatency",
+    "MAX_CONCURRENCY",
+    "MAX_DURATION_S",
+    "MAX_EVENT_AGE_S",
+    "MAX_HORIZON_S",
+    "MAX_RATE_PER_SECOND",
+    "MAX_RETRY_ATTEMPTS",
+    "MIN_EVENT_AGE_S",
+    "NAME_PATTERN",
+    "NonNegativeDuration",
+    "PositiveDuration",
+    "Probability",
+    "Rate",
+    "ResponseMix",
+    "RetryAfter",
+    "RetryPolicy",
+    "Scenario",
+    "Slo",
+    "StatusCode",
+    "Strict",
+    "TraceArrivals",
 ]
 
+_T = TypeVar("_T")
 
-# --- endpoint -------------------------------------------------------------------------------
-
-
-class ConstantLatency(Strict):
-    kind: Literal["constant"]
-    value: NonNegativeDuration
-
-
-class LognormalLatency(Strict):
-    """Lognormal service time, given by `median` and `p99`, or by `mu` and `sigma` of log-seconds."""
-
-    kind: Literal["lognormal"]
-    median: PositiveDuration | None = None
-    p99: PositiveDuration | None = None
-    mu: float | None = None
-    sigma: Annotated[float, Field(gt=0)] | None = None
-
-    @model_validator(mode="after")
-    def _one_parametrization(self) -> LognormalLatency:
-        by_quantiles = self.median is not None and self.p99 is not None
-        by_moments = self.mu is not None and self.sigma is not None
-        given = {k for k in ("median", "p99", "mu", "sigma") if getattr(self, k) is not None}
-        if by_quantiles == by_moments or len(given) != 2:
-            raise ValueError("give either median and p99, or mu and sigma")
-        if by_quantiles and self.p99 <= self.median:  # type: ignore[operator]
-            raise ValueError("p99 must be greater than median")
-        return self
-
-    @property
-    def log_params(self) -> tuple[float, float]:
-        """(mu, sigma) of the underlying normal, in log-seconds."""
-        if self.mu is not None and self.sigma is not None:
-            return self.mu, self.sigma
-        z99 = 2.3263478740408408  # standard normal 0.99 quantile
-        mu = math.log(self.median)  # type: ignore[arg-type]
-        return mu, (math.log(self.p99) - mu) / z99  # type: ignore[arg-type]
-
-
-class GammaLatency(Strict):
-    kind: Literal["gamma"]
-    mean: PositiveDuration
-    cv: Annotated[float, Field(ge=1e-6, le=1e6)]  # beyond, the shape 1/cv² over/underflows
-
-
-class EmpiricalLatency(Strict):
-    """Service times resampled from a CSV column (in seconds, or milliseconds with `unit: ms`)."""
-
-    kind: Literal["empirical"]
-    path: CsvPath
-    column: str
-    unit: Literal["s", "ms"] = "s"
-    _samples: Loaded = PrivateAttr()
-
-    @model_validator(mode="after")
-    def _load(self) -> EmpiricalLatency:
-        values = read_samples(Path(self.path), self.column, times=False)
-        self._samples = Loaded(np.sort(values * (0.001 if self.unit == "ms" else 1.0)))
-        return self
-
-    @property
-    def samples(self) -> np.ndarray:
-        """Sorted service times in seconds."""
-        return self._samples.arrays[0]
-
-
-Latency = Annotated[
-    ConstantLatency | LognormalLatency | GammaLatency | EmpiricalLatency,
-    Field(discriminator="kind"),
-]
-
-
-def _check_mix(mix: dict[int, float] | None) -> dict[int, float] | None:
-    if mix is None:
-        return None
-    if not mix:
-        raise ValueError("the response mix is empty")
-    informational = sorted(s for s in mix if s < 200)
-    if informational:
-        raise ValueError(
-            f"{informational[0]} is not a final response; an endpoint cannot answer with 1xx"
-        )
-    total = sum(mix.values())
-    if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"response probabilities sum to {total:.6g}, they must sum to 1")
-    return mix
-
-
-ResponseMix = Annotated[dict[StatusCode, Probability], Field()]
-
-
-def _whole_seconds(value: float) -> float:
-    if value != int(value):
-        raise ValueError(f"{value:g} s: Retry-After carries whole seconds")
-    return value
-
-
-RetryAfter = Annotated[
-    dict[StatusCode, Annotated[Duration, AfterValidator(_whole_seconds)]], Field()
-]
-
-
-class Capacity(Strict):
-    """The endpoint as an M/G/c/K server: `concurrency` in service, `queue` more waiting (FIFO)."""
-
-    concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]
-    queue: Annotated[int, Field(ge=0)] = 0
-    overload_status: StatusCode = 503
-
-
-class Incident(Strict):
-    """A time window in which responses, latency, timeouts, Retry-After or capacity are replaced."""
-
-    start: NonNegativeDuration
-    duration: PositiveDuration
-    responses: ResponseMix | None = None
-    latency: Latency | None = None
-    timeout_probability: Probability | None = None
-    retry_after: RetryAfter | None = None
-    capacity: Capacity | None = None
-
-    _mix = field_validator("responses")(_check_mix)
-
-    @model_validator(mode="after")
-    def _overrides_something(self) -> Incident:
-        keys = ("responses", "latency", "timeout_probability", "retry_after", "capacity")
-        if all(getattr(self, k) is None for k in keys):
-            raise ValueError(f"an incident must override at least one of: {', '.join(keys)}")
-        return self
-
-    @property
-    def end(self) -> float:
-        return self.start + self.duration
-
-
-class Endpoint(Strict):
-    """How the receiving endpoint behaves (design S9a)."""
-
-    latency: Latency
-    responses: ResponseMix = Field(default_factory=lambda: {200: 1.0})
-    timeout_probability: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    retry_after: RetryAfter = Field(default_factory=dict)
-    capacity: Capacity | None = None
-    incidents: list[Incident] = Field(default_factory=list)
-
-    _mix = field_validator("responses")(_check_mix)
-
-
-# --- destination and retry policy ----------------------------------------------------------
-
-
-class Destination(Strict):
-    """The API destination: token-bucket rate limit (S2), client timeout (S4), queue order (S3)."""
-
-    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "destination"
-    invocation_rate_limit_per_second: Annotated[float, Field(gt=0)] | None = 300.0
-    burst_capacity: Annotated[float, Field(ge=1)] | None = None
-    timeout: PositiveDuration = 5.0
-    throttle_order: Literal["fifo", "lifo"] = "fifo"
-
-    @property
-    def burst(self) -> float:
-        """Effective bucket capacity: `burst_capacity`, else one second of rate, at least 1 (S2)."""
-        if self.burst_capacity is not None:
-            return self.burst_capacity
-        return max(1.0, self.invocation_rate_limit_per_second or 1.0)
-
-
-class Backoff(Strict):
-    """Delay before retry k = jitter(min(cap, base·multiplier^(k−1))) (S7)."""
-
-    base: PositiveDuration = 1.0
-    multiplier: Annotated[float, Field(ge=1)] = 2.0
-    cap: PositiveDuration = 900.0
-    jitter: Literal["full", "equal", "none", "decorrelated"] = "full"
-
-
-_STATUS_CLASS = re.compile(r"^[1-5]xx$")
-
-
-def _check_retry_status(value: Any) -> int | str:
-    if isinstance(value, str) and _STATUS_CLASS.match(value.strip().lower()):
-        value = value.strip().lower()
-        if value == "2xx":
-            raise ValueError("2xx means delivered; it cannot be retried")
-        return value
-    try:
-        code = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not a status code (100-599) or a class like 5xx") from None
-    if not 100 <= code <= 599:
-        raise ValueError(f"{code} is not a status code (100-599)")
-    if 200 <= code <= 299:
-        raise ValueError(f"{code} means delivered; it cannot be retried")
-    return code
-
-
-class RetryPolicy(Strict):
-    """RetryPolicy of S6 plus the backoff and the retryable statuses (S5, S7)."""
-
-    maximum_event_age: Annotated[Duration, Field(ge=MIN_EVENT_AGE_S, le=MAX_EVENT_AGE_S)] = (
-        MAX_EVENT_AGE_S
-    )
-    maximum_retry_attempts: Annotated[int, Field(ge=0, le=MAX_RETRY_ATTEMPTS)] = MAX_RETRY_ATTEMPTS
-    backoff: Backoff = Field(default_factory=Backoff)
-    retry_statuses: list[Annotated[int | str, BeforeValidator(_check_retry_status)]] = Field(
-        default_factory=lambda: [409, 429, "5xx"]  # type: ignore[arg-type]
-    )
-
-
-class Slo(Strict):
-    """Service-level objectives a run is judged against; unset objectives are not checked."""
-
-    max_p99_delivery_delay: PositiveDuration | None = None
-    max_dropped_fraction: Probability | None = None
-    max_dlq_fraction: Probability | None = None
-
-
-# --- the scenario ----------------------------------------------------------------------------
+SINGLE_KEYS = ("destination", "endpoint", "retry_policy", "dead_letter_queue")
+"""Top-level keys of the single-destination form."""
+BUS_KEYS = ("account", "destinations", "rules")
+"""Top-level keys of the bus form."""
+_SINGLE_DEFAULTS: dict[str, Any] = {
+    "destination": dict,
+    "retry_policy": dict,
+    "dead_letter_queue": False,
+}
+"""Defaults of the single form's optional keys (factories for the mappings)."""
+_IN_A_BUS = {
+    "destination": "list the bus's destinations under `destinations`",
+    "endpoint": "each destination of a bus has its own (`destinations.N.endpoint`)",
+    "retry_policy": "each rule of a bus has its own (`rules.N.retry_policy`)",
+    "dead_letter_queue": "each rule of a bus has its own (`rules.N.dead_letter_queue`)",
+}
 
 
 class Scenario(Strict):
-    """A complete what-if: arrivals, destination, endpoint behaviour, retry policy, outputs."""
+    """A complete what-if: arrivals, destinations with their endpoints, rules, outputs.
+
+    Read `bus` for the normalized view; the `single_*` fields hold the single-destination
+    form as written (the YAML keys `destination`, `endpoint`, ...), the bus fields the bus form.
+    """
+
+    model_config = ConfigDict(serialize_by_alias=True)
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     horizon: Annotated[PositiveDuration, Field(le=MAX_HORIZON_S)]
     seed: Annotated[int, Field(ge=0)] = 0
     replications: Annotated[int, Field(ge=1, le=100_000)] = 10
     arrivals: Annotated[list[Arrivals], Field(min_length=1)]
-    destination: Destination = Field(default_factory=Destination)
-    endpoint: Endpoint
-    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
-    dead_letter_queue: bool = False
+    # the single-destination form; defaults filled in by `_one_form`
+    single_destination: Destination | None = Field(None, alias="destination")
+    single_endpoint: Endpoint | None = Field(None, alias="endpoint")
+    single_retry_policy: RetryPolicy | None = Field(None, alias="retry_policy")
+    single_dead_letter_queue: bool | None = Field(None, alias="dead_letter_queue")
+    # the bus form
+    account: Account | None = None
+    destinations: (
+        Annotated[list[BusDestination], Field(min_length=1, max_length=MAX_BUS_ITEMS)] | None
+    ) = None
+    rules: Annotated[list[BusRule], Field(min_length=1, max_length=MAX_BUS_ITEMS)] | None = None
     sample_every: PositiveDuration = 60.0
     slo: Slo = Field(default_factory=Slo)
     _source: str = PrivateAttr(default="")  # the file it came from, for error messages
+    _bus: Bus = PrivateAttr()
 
     def __eq__(self, other: object) -> bool:  # the same what-if, wherever it was read from
         return type(other) is type(self) and self.__dict__ == other.__dict__
@@ -424,43 +176,184 @@ class Scenario(Strict):
         """Where the scenario came from (its file), as error messages name it."""
         return self._source or f"scenario {self.name!r}"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_form(cls, data: Any) -> Any:
+        """One form or the other, never both; the single form's defaults filled in. A null
+        top-level key counts as absent (a dumped scenario holds the other form's keys as null)."""
+        if not isinstance(data, dict):
+            return data
+        single = [k for k in SINGLE_KEYS if data.get(k) is not None]
+        bus = [k for k in BUS_KEYS if data.get(k) is not None]
+        if single and bus:
+            if "destinations" in bus or "rules" in bus:
+                keys = " and ".join(f"`{k}`" for k in bus if k != "account")
+                problem = "belongs to the single-destination form, but this scenario is a bus "
+                raise LocatedError(
+                    (single[0],), f"{problem}(it has {keys}): {_IN_A_BUS[single[0]]}"
+                )
+            raise LocatedError(
+                ("account",),
+                "the account quota belongs to the bus form: write the scenario as a bus "
+                "(`destinations` and `rules`; one destination is a bus of one) to plan it",
+            )
+        unused = SINGLE_KEYS if bus else BUS_KEYS
+        data = {k: v for k, v in data.items() if not (k in unused and v is None)}
+        if not bus:
+            for key, default in _SINGLE_DEFAULTS.items():
+                if data.get(key) is None:
+                    data[key] = default() if callable(default) else default
+        return data
+
+    @model_validator(mode="after")
+    def _normalize(self) -> Scenario:
+        """Check the form's cross-references and build the normalized `bus` view."""
+        if all(getattr(self, key) is None for key in BUS_KEYS):
+            if self.single_endpoint is None:
+                raise LocatedError(("endpoint",), "required key is missing")
+            self._bus = single_bus(
+                self._given(self.single_destination),
+                self.single_endpoint,
+                self._given(self.single_retry_policy),
+                bool(self.single_dead_letter_queue),
+            )
+            return self
+        for key in BUS_KEYS:
+            if getattr(self, key) is None:
+                problem = "required key is missing (a bus gives account, destinations and rules)"
+                raise LocatedError((key,), problem)
+        account, destinations, rules = self.account, self.destinations, self.rules
+        assert account is not None and destinations is not None and rules is not None
+        check_bus(destinations, rules)
+        self._bus = Bus(account, tuple(destinations), tuple(rules))
+        return self
+
     @model_validator(mode="after")
     def _sample_within_horizon(self) -> Scenario:
         if self.sample_every > self.horizon:
             raise ValueError("sample_every is longer than the horizon")
         return self
 
+    # --- the two views -------------------------------------------------------------------------
+
+    @property
+    def is_bus(self) -> bool:
+        """True when the scenario is written in the bus form (`account`, `destinations`, `rules`)."""
+        return self.destinations is not None
+
+    @property
+    def bus(self) -> Bus:
+        """The normalized view, whatever the form: account, destinations and rules."""
+        return self._bus
+
+    def require_single(self) -> None:
+        """Raise InputError for a bus scenario: what reads `destination`, `endpoint`,
+        `retry_policy` or `dead_letter_queue` (the model today) runs the single form only."""
+        if self.is_bus:
+            bus = self.bus
+            raise InputError(
+                self.source,
+                "destinations",
+                f"a bus of {_count(bus.destinations, 'destination')} and "
+                f"{_count(bus.rules, 'rule')}: `sim check` validates it, but the model, sizing "
+                "and validation do not run the bus form yet (docs/bus.md)",
+            )
+
+    @property
+    def destination(self) -> Destination:
+        """The single form's destination (InputError for a bus: read `bus.destinations`)."""
+        self.require_single()
+        return self._given(self.single_destination)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The single form's endpoint (InputError for a bus: each destination has one)."""
+        self.require_single()
+        return self._given(self.single_endpoint)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The single form's retry policy (InputError for a bus: each rule has one)."""
+        self.require_single()
+        return self._given(self.single_retry_policy)
+
+    @property
+    def dead_letter_queue(self) -> bool:
+        """The single form's DLQ setting (InputError for a bus: each rule has one)."""
+        self.require_single()
+        return bool(self.single_dead_letter_queue)
+
+    @staticmethod
+    def _given(value: _T | None) -> _T:
+        assert value is not None, "filled in by _one_form for the single form"
+        return value
+
+    # --- outputs -------------------------------------------------------------------------------
+
     def assumptions(self) -> dict[str, Any]:
-        """The ASSUMPTION settings (not documented by AWS) this scenario runs with, by key path."""
-        backoff = self.retry_policy.backoff
-        limited = self.destination.invocation_rate_limit_per_second is not None
-        return {
-            "destination.burst_capacity": self.destination.burst
-            if limited
-            else "none (no rate limit)",
-            "destination.throttle_order": self.destination.throttle_order,
-            "retry_policy.backoff.base": format_duration(backoff.base),
-            "retry_policy.backoff.multiplier": backoff.multiplier,
-            "retry_policy.backoff.cap": format_duration(backoff.cap),
-            "retry_policy.backoff.jitter": backoff.jitter,
-        }
+        """The ASSUMPTION settings (not documented by AWS) this scenario runs with, by key path
+        (bus sections by name: `destinations.partner-a.burst_capacity`)."""
+        if not self.is_bus:
+            return {
+                **_bucket_assumptions("destination", self.destination),
+                **_backoff_assumptions("retry_policy", self.retry_policy),
+            }
+        account = self.bus.account
+        found: dict[str, Any] = {"account.burst_capacity": "none (no account quota)"}
+        if account.invocation_limit_per_second is not None:
+            found = {"account.burst_capacity": account.burst, "account.order": account.order}
+        for destination in self.bus.destinations:
+            found.update(_bucket_assumptions(f"destinations.{destination.name}", destination))
+        for rule in self.bus.rules:
+            found.update(_backoff_assumptions(f"rules.{rule.name}.retry_policy", rule.retry_policy))
+        return found
 
     def resolved(self) -> dict[str, Any]:
-        """The scenario with every default filled in, as plain data (durations in readable units)."""
+        """The scenario with every default filled in, as plain data (durations in readable units),
+        in the form it was written in."""
         data = _drop_unset(self.model_dump())
-        if self.destination.invocation_rate_limit_per_second is not None:
-            data["destination"]["burst_capacity"] = self.destination.burst
+        if not self.is_bus:
+            if self.destination.invocation_rate_limit_per_second is not None:
+                data["destination"]["burst_capacity"] = self.destination.burst
+            return data
+        for plain, destination in zip(data["destinations"], self.bus.destinations, strict=True):
+            if destination.invocation_rate_limit_per_second is not None:
+                plain["burst_capacity"] = destination.burst
+        if self.bus.account.invocation_limit_per_second is not None:
+            data["account"]["burst_capacity"] = self.bus.account.burst
         return data
 
 
+def _bucket_assumptions(key: str, destination: Destination) -> dict[str, Any]:
+    limited = destination.invocation_rate_limit_per_second is not None
+    return {
+        f"{key}.burst_capacity": destination.burst if limited else "none (no rate limit)",
+        f"{key}.throttle_order": destination.throttle_order,
+    }
+
+
+def _backoff_assumptions(key: str, retry_policy: RetryPolicy) -> dict[str, Any]:
+    backoff = retry_policy.backoff
+    return {
+        f"{key}.backoff.base": format_duration(backoff.base),
+        f"{key}.backoff.multiplier": backoff.multiplier,
+        f"{key}.backoff.cap": format_duration(backoff.cap),
+        f"{key}.backoff.jitter": backoff.jitter,
+    }
+
+
+def _count(items: tuple[Any, ...], what: str) -> str:
+    return f"{len(items)} {what}{'' if len(items) == 1 else 's'}"
+
+
+_KEEP_NULL = ("invocation_rate_limit_per_second", "invocation_limit_per_second")
+"""Keys where null means something (unlimited) and is written out."""
+
+
 def _drop_unset(value: Any) -> Any:
-    """Remove None-valued optional keys, except the rate limit, where null means unlimited."""
+    """Remove None-valued optional keys, except the rate limits, where null means unlimited."""
     if isinstance(value, dict):
-        return {
-            k: _drop_unset(v)
-            for k, v in value.items()
-            if v is not None or k == "invocation_rate_limit_per_second"
-        }
+        return {k: _drop_unset(v) for k, v in value.items() if v is not None or k in _KEEP_NULL}
     if isinstance(value, list):
         return [_drop_unset(v) for v in value]
     return value

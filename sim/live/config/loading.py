@@ -63,8 +63,9 @@ MAX_VALUES = 1_000_000
 # --- loading ---------------------------------------------------------------------------------
 
 
-def load_config(path: str | Path) -> CoreConfig:
-    """Read, substitute `${env:NAME}` and validate a config file (YAML, or JSON by suffix)."""
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> CoreConfig:
+    """Read, substitute `${env:NAME}` (from `environ`, default the process environment) and
+    validate a config file (YAML, or JSON by suffix)."""
     path = Path(path)
     if path.suffix.lower() == ".json":
         try:
@@ -83,7 +84,7 @@ def load_config(path: str | Path) -> CoreConfig:
             raise InputError(str(path), None, f"invalid JSON: {problem}") from None
     else:
         data = read_yaml(path, loader=TemplateLoader)
-    return build_config(data, source=str(path))
+    return build_config(data, source=str(path), environ=environ)
 
 
 def build_config(data: Any, *, source: str, environ: Mapping[str, str] | None = None) -> CoreConfig:
