@@ -7,6 +7,7 @@ The packages follow the one-way flow of design §2; each imports only those list
     endpoint                                 the partner endpoint's behaviour (model, queue, HTTP)
     des | live                               the two engines, independent of each other
     results, runner                          metrics from records; running replications
+    plan                                     a bus scenario drafted from the user's template
     analysis, report                         sweeps, sizing, sensitivity; folders and plots
     validation, cli                          the live core against the model; the command line
 
