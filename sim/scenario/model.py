@@ -316,12 +316,28 @@ class Scenario(Strict):
             if self.destination.invocation_rate_limit_per_second is not None:
                 data["destination"]["burst_capacity"] = self.destination.burst
             return data
-        for plain, destination in zip(data["destinations"], self.bus.destinations, strict=True):
+        destinations = data["destinations"]
+        for i, destination in enumerate(self.bus.destinations):
             if destination.invocation_rate_limit_per_second is not None:
-                plain["burst_capacity"] = destination.burst
+                destinations[i] = _after(
+                    destinations[i], "invocation_rate_limit_per_second", destination.burst
+                )
         if self.bus.account.invocation_limit_per_second is not None:
-            data["account"]["burst_capacity"] = self.bus.account.burst
+            data["account"] = _after(
+                data["account"], "invocation_limit_per_second", self.bus.account.burst
+            )
         return data
+
+
+def _after(mapping: dict[str, Any], key: str, burst: float) -> dict[str, Any]:
+    """`mapping` with `burst_capacity` set right after `key` (the rate it goes with)."""
+    out: dict[str, Any] = {}
+    for name, value in mapping.items():
+        if name != "burst_capacity":
+            out[name] = value
+        if name == key:
+            out["burst_capacity"] = burst
+    return out
 
 
 def _bucket_assumptions(key: str, destination: Destination) -> dict[str, Any]:
