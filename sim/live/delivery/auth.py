@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 from pydantic import SecretStr
 
 from sim.live.config.resources import Connection, ConnectionHttpParameters
-from sim.live.delivery.request import HttpRequest
+from sim.live.delivery.request import ACCEPT_ENCODING, HttpRequest
 from sim.live.delivery.transport import Response
 
 AUTHORIZED = "AUTHORIZED"
@@ -192,6 +192,7 @@ class OAuthClientCredentials(ConnectionAuth):
         headers += [
             ("Authorization", basic_credentials(client.ClientID, secret)),
             ("Accept", "application/json"),
+            ("Accept-Encoding", ACCEPT_ENCODING),
         ]
         body = b""
         if method != "GET":
