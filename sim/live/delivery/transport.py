@@ -302,7 +302,7 @@ def decode_body(body: bytes, content_encoding: str) -> bytes:
         if coding == "identity":
             continue
         if coding in ("gzip", "x-gzip"):
-            attempts = (zlib.MAX_WBITS | 16,)
+            attempts: tuple[int, ...] = (zlib.MAX_WBITS | 16,)
         elif coding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send
             attempts = (zlib.MAX_WBITS, -zlib.MAX_WBITS)
         else:
