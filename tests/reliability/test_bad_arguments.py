@@ -83,7 +83,9 @@ def _analysis(command: str, env: Env, *more: str) -> list[str]:
 
 
 def _sweep(env: Env, *more: str) -> list[str]:
-    return _analysis("sweep", env, "--vary", "destination.invocation_rate_limit_per_second=50,60", *more)
+    return _analysis(
+        "sweep", env, "--vary", "destination.invocation_rate_limit_per_second=50,60", *more
+    )
 
 
 CASES: dict[str, list[Case]] = {
@@ -231,7 +233,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 "replications": 2,
                 "arrivals": [{"kind": "constant", "rate_per_second": 20}],
                 "destination": {"invocation_rate_limit_per_second": 40},
-                "endpoint": {"latency": {"kind": "constant", "value": "20ms"}, "responses": {200: 1.0}},
+                "endpoint": {
+                    "latency": {"kind": "constant", "value": "20ms"},
+                    "responses": {200: 1.0},
+                },
                 "slo": {"max_p99_delivery_delay": "1m"},
             }
         )
@@ -241,11 +246,24 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     config.write_text(
         yaml.safe_dump(
             {
-                "Connections": [{"Name": "c", "AuthorizationType": "API_KEY", "AuthParameters": connection}],
-                "ApiDestinations": [
-                    {"Name": "d", "ConnectionArn": "c", "InvocationEndpoint": "http://127.0.0.1:9/", "HttpMethod": "POST"}
+                "Connections": [
+                    {"Name": "c", "AuthorizationType": "API_KEY", "AuthParameters": connection}
                 ],
-                "Rules": [{"Name": "r", "EventPattern": {"source": ["x"]}, "Targets": [{"Id": "t", "Arn": "d"}]}],
+                "ApiDestinations": [
+                    {
+                        "Name": "d",
+                        "ConnectionArn": "c",
+                        "InvocationEndpoint": "http://127.0.0.1:9/",
+                        "HttpMethod": "POST",
+                    }
+                ],
+                "Rules": [
+                    {
+                        "Name": "r",
+                        "EventPattern": {"source": ["x"]},
+                        "Targets": [{"Id": "t", "Arn": "d"}],
+                    }
+                ],
                 "sim": {"allow_private_endpoints": True},
             }
         )
