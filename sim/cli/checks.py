@@ -66,12 +66,20 @@ def database(path: Path, option: str = "--db", *, must_exist: bool = False) -> P
 
 
 def out_folder(out: Path, option: str = "--out") -> Path:
-    """A report folder `check_out_dir` accepts, whose parent can really be written to."""
-    try:
-        out = check_out_dir(out)
-    except InputError as err:
-        raise InputError(None, option, err.problem) from None
-    writable_folder(out.resolve().parent, option, out)
+    """A report folder `check_out_dir` will accept when the report is written, in a place
+    that can really be written to. Creates nothing: missing parents are made with the report."""
+    parent = out.resolve().parent
+    if parent.exists():
+        try:
+            out = check_out_dir(out)  # its parent exists: it creates nothing
+        except InputError as err:
+            raise InputError(None, option, err.problem) from None
+        writable_folder(parent, option, out)
+        return out
+    ancestor = parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    writable_folder(ancestor, option, out)
     return out
 
 
