@@ -204,6 +204,7 @@ def _encode(coding: str, data: bytes) -> tuple[str, bytes]:
     return "deflate", compressor.compress(data) + compressor.flush()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("coding", ["gzip", "deflate-zlib", "deflate-raw"])
 def test_an_encoded_oauth_token_response_is_decoded_and_every_request_asks_for_gzip_deflate(
     tmp_path: Path, endpoints: Callable[[Answer], Endpoint], coding: str
@@ -284,6 +285,41 @@ def test_decoding_is_bounded_and_the_read_limit_counts_wire_bytes() -> None:
 
 
 @pytest.mark.parametrize(
+    ("kind", "block", "key"),
+    [
+        ("API_KEY", {"ApiKeyName": "x-api-key", "ApiKeyValue": "V"}, "ApiKeyAuthParameters.ApiKeyValue"),
+        ("BASIC", {"Username": "u", "Password": "V"}, "BasicAuthParameters.Password"),
+        ("BASIC", {"Username": "V", "Password": "p"}, "BasicAuthParameters.Username"),
+        (
+            "OAUTH_CLIENT_CREDENTIALS",
+            {
+                "AuthorizationEndpoint": "https://auth.example.com/token",
+                "HttpMethod": "POST",
+                "ClientParameters": {"ClientID": "id", "ClientSecret": "V"},
+            },
+            "OAuthParameters.ClientParameters.ClientSecret",
+        ),
+    ],
+)
+def test_every_credential_with_a_control_character_is_refused_at_load(
+    kind: str, block: dict[str, Any], key: str
+) -> None:
+    from sim.errors import InputError
+    from sim.live.config.loading import build_config
+
+    names = {"API_KEY": "ApiKeyAuthParameters", "BASIC": "BasicAuthParameters"}
+    secret = "s3cret\x1bvalue"
+    filled = json.loads(json.dumps(block).replace('"V"', json.dumps(secret)))
+    auth = {names.get(kind, "OAuthParameters"): filled}
+    data = {"Connections": [{"Name": "c", "AuthorizationType": kind, "AuthParameters": auth}]}
+    with pytest.raises(InputError) as caught:
+        build_config(data, source="core.yaml")
+    assert caught.value.key == f"Connections.0.AuthParameters.{key}"
+    assert "s3cret" not in str(caught.value) and "control characters" in str(caught.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
     ("value", "via_env"), [("key\x07value", True), ("key\r\nX-Evil: 1", True), ("key\x01", False)]
 )
 def test_a_control_character_in_an_api_key_is_exit_2_at_load(
@@ -353,6 +389,7 @@ def test_dlq_records_name_the_destination_arn_with_a_stable_uuid_and_logs_say_so
         assert uuid.UUID(identifier) == uuid.uuid5(uuid.NAMESPACE_URL, prefix + name)
 
 
+@pytest.mark.slow
 def test_records_leave_status_empty_for_timeouts_and_connection_failures(
     tmp_path: Path, endpoints: Callable[[Answer], Endpoint]
 ) -> None:

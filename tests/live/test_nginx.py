@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "nginx-issued-token"

@@ -409,6 +409,7 @@ def _client(url: str, secret: str) -> Any:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_core_run_listen_with_credentials_accepts_only_signed_requests(tmp_path: Path) -> None:
     secret = "cli-secret-value"
     config_path = _write_config(tmp_path / "core.yaml", credentials=True)
@@ -433,6 +434,7 @@ def test_core_run_listen_with_credentials_accepts_only_signed_requests(tmp_path:
     assert [body["detail"]["m"] for body in bodies] == ["signed"]
 
 
+@pytest.mark.slow
 def test_core_run_listen_without_credentials_says_so_and_stays_on_loopback(
     tmp_path: Path,
 ) -> None:
