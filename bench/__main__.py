@@ -1,6 +1,7 @@
 """`python -m bench [NAME ...] [--quick]`: run benchmarks, print figures, update bench/RESULTS.md.
 
-Names: ref24h, profile, scaling, ratio, replications, live (default: all, in that order).
+Names: ref24h, profile, scaling, ratio, replications, live, durability (default: all, in
+that order).
 `--quick` repeats nothing (one run per figure) — for trying changes, not for RESULTS.md.
 """
 
@@ -23,6 +24,11 @@ def benchmarks(quick: bool) -> dict[str, Callable[[], Section]]:
 
         return live_bench.live(duration_s=20.0 if quick else 60.0, sweep_s=10.0 if quick else 20.0)
 
+    def durability() -> Section:
+        from bench import durability_bench
+
+        return durability_bench.durability(repeats=repeats, seconds=2.0 if quick else 5.0)
+
     return {
         "ref24h": lambda: model_bench.ref24h(repeats=repeats),
         "profile": profiling.profile,
@@ -30,6 +36,7 @@ def benchmarks(quick: bool) -> dict[str, Callable[[], Section]]:
         "ratio": lambda: ratio.ratio(independent=3 if quick else 5),
         "replications": lambda: model_bench.replications(repeats=1 if quick else 2),
         "live": live,
+        "durability": durability,
     }
 
 

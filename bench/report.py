@@ -19,7 +19,7 @@ from bench.machine import machine_info, machine_line
 HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "results.json"
 RESULTS_MD = HERE / "RESULTS.md"
-ORDER = ("ref24h", "profile", "scaling", "ratio", "replications", "live")
+ORDER = ("ref24h", "profile", "scaling", "ratio", "replications", "live", "durability")
 
 
 @dataclass

@@ -12,10 +12,11 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from sim.cli import app, file_plots
+from sim.cli import app, file_plots, naming_options
+from sim.cli.checks import out_folder
 from sim.cli.progress import progress_bar
 from sim.errors import InputError
-from sim.report.outputs import check_out_dir, number
+from sim.report.outputs import number
 from sim.scenario.loading import load_scenario
 from sim.scenario.model import Slo
 
@@ -167,11 +168,13 @@ def sweep(
     from sim.analysis.sweeps import sweep as run_sweep
     from sim.report.analysis import write_sweep_report
 
-    scenario = load_scenario(scenario_file, set_ or [])
-    out = check_out_dir(out or Path("reports") / f"{scenario.name}-sweep")
+    with naming_options(scenario_file, sets=set_ or []):
+        scenario = load_scenario(scenario_file, set_ or [])
     grid = parse_grid(vary)
     n_points = len(expand_grid(grid))
-    with progress_bar(
+    out = out_folder(out or Path("reports") / f"{scenario.name}-sweep")
+    shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
+    with naming_options(scenario_file, shortcuts, set_ or []), progress_bar(
         f"sweeping {scenario.name} ({n_points} grid points)", console, n_points
     ) as tick:
         result = run_sweep(
@@ -256,10 +259,17 @@ def size(
     from sim.report.analysis import write_size_report
     from sim.results.tables import SLO_METRICS
 
-    scenario = load_scenario(scenario_file, set_ or [])
+    with naming_options(scenario_file, sets=set_ or []):
+        scenario = load_scenario(scenario_file, set_ or [])
     scenario.require_single()  # sizing a bus (a destination or the account quota) comes next
-    out = check_out_dir(out or Path("reports") / f"{scenario.name}-size")
-    with progress_bar(f"sizing {scenario.name}", console) as tick:
+    for option, value in (("--min", min_rate), ("--max", max_rate), ("--step", step)):
+        if value is not None and not 0 < value < math.inf:
+            raise InputError(None, option, f"must be positive and finite (got {value:g})")
+    out = out_folder(out or Path("reports") / f"{scenario.name}-size")
+    shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
+    with naming_options(scenario_file, shortcuts, pairs={"slo": slo or []}), progress_bar(
+        f"sizing {scenario.name}", console
+    ) as tick:
         result = size_rate_limit(
             scenario,
             slo=_pairs(slo, "--slo"),
@@ -317,9 +327,13 @@ def sensitivity(
     from sim.analysis.sensitivity import sensitivity as run_sensitivity
     from sim.report.analysis import write_sensitivity_report
 
-    scenario = load_scenario(scenario_file, set_ or [])
-    out = check_out_dir(out or Path("reports") / f"{scenario.name}-sensitivity")
-    with progress_bar(f"sensitivity of {scenario.name}", console) as tick:
+    with naming_options(scenario_file, sets=set_ or []):
+        scenario = load_scenario(scenario_file, set_ or [])
+    out = out_folder(out or Path("reports") / f"{scenario.name}-sensitivity")
+    shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
+    with naming_options(scenario_file, shortcuts), progress_bar(
+        f"sensitivity of {scenario.name}", console
+    ) as tick:
         result = run_sensitivity(
             scenario,
             replications=replications,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from sim.cli import app
+from sim.cli import app, naming_options
+from sim.cli.checks import listen_address, new_file
 from sim.cli.live import LoopOption, event_loop
 from sim.errors import InputError
 from sim.scenario.loading import load_scenario
@@ -48,21 +50,30 @@ def endpoint(
     from sim.live.delivery import loops
 
     loop_name = event_loop(loop)
-    scenario = load_scenario(scenario_file, set_ or [])
+    with naming_options(scenario_file, sets=set_ or []):
+        scenario = load_scenario(scenario_file, set_ or [])
     if (oauth_client_id is None) != (oauth_client_secret is None):
         raise InputError(None, None, "give both --oauth-client-id and --oauth-client-secret")
+    if seed is not None and seed < 0:
+        raise InputError(None, "--seed", f"must be 0 or more (got {seed})")
+    if not 0 < oauth_token_lifetime < math.inf:
+        problem = f"must be a positive number of seconds (got {oauth_token_lifetime:g})"
+        raise InputError(None, "--oauth-token-lifetime", problem)
     oauth = None
     if oauth_client_id is not None and oauth_client_secret is not None:
         oauth = OAuthSettings(oauth_client_id, oauth_client_secret, oauth_token_lifetime)
-    try:
-        request_log = RequestLog(log, keep=False)
-    except OSError as err:
-        raise InputError(str(log), None, err.strerror or str(err)) from None
+    if log is not None:
+        new_file(log, "--log")
+    listen_address(host, port, "--host", "--port")  # before the log file is created
+    created = log is not None and not log.exists()
+    request_log = RequestLog(log, keep=False)
     server = EndpointServer(scenario, seed=seed, oauth=oauth, log=request_log)
     typer.echo(f"serving {describe(scenario)}", err=True)
     try:
         serve(server, host, port, announce=_announce, run=lambda main: loops.run(main, loop_name))
-    except OSError as err:
+    except OSError as err:  # taken since it was checked
+        if created and log is not None:
+            log.unlink(missing_ok=True)
         raise InputError(None, "--port", f"cannot listen on {host}:{port}: {err}") from None
 
 

@@ -13,10 +13,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sim.cli import app
+from sim.cli.checks import database, existing_file, new_file
 from sim.errors import InputError
 
 if TYPE_CHECKING:
+    import socket
+
     from sim.live.config.loading import CoreConfig
+    from sim.live.delivery.store import Durability
     from sim.live.service import CsvRecords, Events, RunSummary
 
 # aiohttp and the core load inside the commands that need them: `sim` starts fast.
@@ -61,6 +65,14 @@ def run(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log core activity.")] = False,
     loop: Annotated[str | None, LoopOption] = None,
+    durability: Annotated[
+        str,
+        typer.Option(
+            "--durability",
+            help="normal: every acknowledged event survives a crash of the process; full: also "
+            "a power loss or OS crash (an fsync per commit).",
+        ),
+    ] = "normal",
 ) -> None:
     """Deliver events: resume pending deliveries, ingest events, run until idle or Ctrl-C."""
     from sim.live.config.loading import load_config
@@ -68,7 +80,16 @@ def run(
     from sim.live.ingest import Envelope, read_event_file, stdin_events
     from sim.live.service import CsvRecords
 
+    # Every option is checked before anything is created: no database, file or socket is
+    # left behind by a bad one.
     loop_name = event_loop(loop)
+    mode = _durability(durability)
+    address = _address(listen) if listen is not None else None
+    database(db)
+    if records is not None:
+        new_file(records, "--records")
+    if events not in (None, "-"):
+        existing_file(Path(events), "--events")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
     config = load_config(config_file)
     envelope = Envelope(config.sim.account, config.sim.region)
@@ -77,23 +98,55 @@ def run(
         source = stdin_events(envelope)
     elif events is not None:
         source = read_event_file(Path(events), envelope)  # checked whole before accepting any
-    address = _address(listen) if listen is not None else None
+    listener = _listener(config, address) if address is not None else None
     sink = CsvRecords(records) if records is not None else None
     try:
-        summary = loops.run(_serve(config, db, source, address, until_idle, sink), loop_name)
-    finally:
+        work = _serve(config, db, source, listener, until_idle, sink, mode)
+        summary = loops.run(work, loop_name)
+    except BaseException:
         if sink is not None:
-            sink.close()
+            sink.discard()
+        raise
+    finally:
+        if listener is not None:
+            listener.close()
+    if sink is not None:
+        sink.close()
     _report(summary)
+
+
+def _durability(text: str) -> Durability:
+    if text == "normal":
+        return "normal"
+    if text == "full":
+        return "full"
+    raise InputError(None, "--durability", f"must be normal or full (got {text!r})")
+
+
+def _listener(config: CoreConfig, address: tuple[str, int]) -> socket.socket:
+    """The PutEvents socket, bound now (before the database exists); says when requests are
+    not authenticated, which restricts it to loopback."""
+    from sim.live.put_events import listen_socket
+
+    authenticated = bool(config.sim.ingest_credentials)
+    listener = listen_socket(*address, authenticated=authenticated)
+    if not authenticated:
+        typer.echo(
+            "note: PutEvents requests are not authenticated (no sim.ingest_credentials in the "
+            "config), so the core listens on loopback only",
+            err=True,
+        )
+    return listener
 
 
 async def _serve(
     config: CoreConfig,
     db: Path,
     source: Events | None,
-    address: tuple[str, int] | None,
+    listener: socket.socket | None,
     until_idle: bool,
     sink: CsvRecords | None,
+    durability: Durability,
 ) -> RunSummary:
     from sim.live.service import run_core
 
@@ -113,11 +166,12 @@ async def _serve(
         config,
         db,
         events=source,
-        listen=address,
+        listen=listener,
         until_idle=until_idle,
         sink=sink,
         stop=stop,
         on_listening=listening,
+        durability=durability,
     )
 
 
@@ -148,8 +202,7 @@ def dlq(db: DbOption) -> None:
     """Print the dead-letter queue as JSONL: original event plus the S9 attributes."""
     from sim.live.delivery.store import Store
 
-    if not db.is_file():
-        raise InputError(str(db), None, "no such database")
+    database(db, must_exist=True)
     store = Store(db)
     try:
         for record in store.dead_letters():

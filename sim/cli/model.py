@@ -13,9 +13,10 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from sim.cli import app, file_plots
+from sim.cli import app, file_plots, naming_options
+from sim.cli.checks import out_folder
 from sim.cli.progress import progress_bar
-from sim.report.outputs import check_out_dir, number
+from sim.report.outputs import number
 from sim.scenario.loading import load_scenario, loads_scenario
 
 if TYPE_CHECKING:
@@ -60,8 +61,9 @@ def run(
 
     shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)]
-    scenario = load_scenario(scenario_file, overrides)
-    out = check_out_dir(out or Path("reports") / scenario.name)  # before the run, not after
+    with naming_options(scenario_file, shortcuts, set_ or []):
+        scenario = load_scenario(scenario_file, overrides)
+    out = out_folder(out or Path("reports") / scenario.name)  # before the run, not after
     with progress_bar(f"simulating {scenario.name}", console) as tick:
         result = simulate(scenario, records=records, workers=workers, progress=tick)
     folder = write_report(result, out)
@@ -80,10 +82,11 @@ def check(
     from sim.scenario.arrivals import expected_count
     from sim.scenario.offered import describe
 
-    if scenario_file == "-":
-        scenario = loads_scenario(sys.stdin.read(), set_ or [], base_dir=Path.cwd())
-    else:
-        scenario = load_scenario(Path(scenario_file), set_ or [])
+    with naming_options(Path(scenario_file), sets=set_ or []):
+        if scenario_file == "-":
+            scenario = loads_scenario(sys.stdin.read(), set_ or [], base_dir=Path.cwd())
+        else:
+            scenario = load_scenario(Path(scenario_file), set_ or [])
     typer.echo(yaml.safe_dump(scenario.resolved(), sort_keys=False).rstrip())
     expected = expected_count(scenario.arrivals, scenario.horizon)
     typer.echo(

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from sim.cli import app
+from sim.cli.checks import existing_file, new_file
+from sim.errors import InputError
 
 # The live config loader and event patterns load inside the command: `sim` starts fast.
 
@@ -34,6 +36,12 @@ def scenario(
     policies and DLQs from the template; arrivals and endpoint behaviour marked TODO."""
     from sim.plan.draft import draft_from_files, write_draft
 
+    if events is not None:
+        existing_file(events, "--events")
+    if out is not None:
+        if out.exists() and not force and not out.is_dir():
+            raise InputError(None, "--out", f"{out} exists (use --force to replace it)")
+        new_file(out, "--out")  # before the config is read: a bad --out is found at once
     draft = draft_from_files(config_file, events)
     if out is None:
         typer.echo(draft.text, nl=False)

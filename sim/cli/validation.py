@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 import yaml
 
-from sim.cli import app, file_plots
+from sim.cli import app, file_plots, naming_options
+from sim.cli.checks import out_folder
 from sim.errors import InputError
-from sim.report.outputs import check_out_dir
 from sim.scenario.loading import load_scenario
 
 if TYPE_CHECKING:
@@ -78,7 +78,12 @@ def validate(
         raise InputError(None, "--loop", str(err)) from None
     if out is not None and len(scenario_files) > 1:
         raise InputError(None, "--out", "give --out with one scenario only")
-    scenarios = [load_scenario(path, set_ or []) for path in scenario_files]
+    if workers is not None and workers < 1:  # the model runs after the live run: check now
+        raise InputError(None, "--workers", f"must be at least 1 (got {workers})")
+    scenarios = []
+    for path in scenario_files:
+        with naming_options(path, sets=set_ or []):
+            scenarios.append(load_scenario(path, set_ or []))
     model_overrides = _overrides(model_set or [])
     mode: Literal["replay", "model"] = "model" if arrivals == "model" else "replay"
     check_model_overrides(model_overrides, mode)
@@ -86,9 +91,7 @@ def validate(
     for scenario in scenarios:  # bad input fails before any live run
         check_validatable(scenario)
         with_overrides(scenario, model_overrides)
-        folders[scenario.name] = check_out_dir(
-            out or Path("reports") / "validation" / scenario.name
-        )
+        folders[scenario.name] = out_folder(out or Path("reports") / "validation" / scenario.name)
     verdicts: list[bool] = []
     errors = 0
     for scenario in scenarios:

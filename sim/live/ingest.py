@@ -1,11 +1,10 @@
-"""Getting events into the core: JSONL lines and an HTTP endpoint speaking EventBridge PutEvents.
+"""Getting events into the core: PutEvents entries and JSONL lines, checked and submitted.
 
 Both forms of event are accepted: a PutEvents entry (`Source`, `DetailType`, `Detail` as a
 JSON string, optional `Resources`, `Time`, `EventBusName`) is turned into the event
 EventBridge would build; a full event (`source`, `detail-type`, `detail`, ...) has its
-missing envelope fields filled in. The HTTP endpoint speaks AWS JSON 1.1
-(`X-Amz-Target: AWSEvents.PutEvents`), so an unmodified AWS SDK pointed at it with
-`endpoint_url` can send events; it answers only after the events are persisted.
+missing envelope fields filled in. Either way the event's keys come in the order AWS writes
+them (`EVENT_KEYS`). The HTTP endpoint that speaks PutEvents is `sim.live.put_events`.
 """
 
 from __future__ import annotations
@@ -20,15 +19,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from aiohttp import web
-
 from sim.errors import InputError
 from sim.live.delivery.core import DeliveryCore
 
 MAX_ENTRIES = 10
 MAX_ENTRY_BYTES = 256 * 1024
 BATCH_LINES = 500
-JSON_11 = "application/x-amz-json-1.1"
+EVENT_KEYS = (
+    "version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"
+)  # fmt: skip
+"""The keys of an EventBridge event, in the order AWS writes them."""
 
 
 class EntryError(ValueError):
@@ -145,7 +145,7 @@ def event_from_line(data: Any, envelope: Envelope) -> tuple[str, dict[str, Any]]
             raise ValueError(f"the event has no {key!r} string")
     if "detail" in data and not isinstance(data["detail"], dict):
         raise ValueError("'detail' must be a JSON object")
-    event = {
+    envelope_fields = {
         "version": "0",
         "id": str(uuid.uuid4()),
         "account": envelope.account,
@@ -154,9 +154,16 @@ def event_from_line(data: Any, envelope: Envelope) -> tuple[str, dict[str, Any]]
         "resources": [],
         "detail": {},
     }
-    event.update(data)
+    event = in_aws_order({**envelope_fields, **data})
     check_sendable(event)
     return "default", event
+
+
+def in_aws_order(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event with the keys of `EVENT_KEYS` first, in that order, then any others as given."""
+    ordered = {key: event[key] for key in EVENT_KEYS if key in event}
+    ordered.update((key, value) for key, value in event.items() if key not in ordered)
+    return ordered
 
 
 def parse_line(text: str, source: str, number: int, envelope: Envelope) -> tuple[str, dict] | None:
@@ -258,87 +265,6 @@ async def _aiter(items: Any) -> AsyncIterator[Any]:
     else:
         async for item in items:
             yield item
-
-
-# --- the PutEvents endpoint --------------------------------------------------------------------
-
-
-def put_events_app(core: DeliveryCore, envelope: Envelope) -> web.Application:
-    """An aiohttp application answering EventBridge `PutEvents` calls (AWS JSON 1.1)."""
-
-    async def handle(request: web.Request) -> web.Response:
-        target = request.headers.get("X-Amz-Target", "")
-        if target != "AWSEvents.PutEvents":
-            return _error(
-                400, "UnknownOperationException", f"Operation {target!r} is not supported"
-            )
-        try:
-            body = loads(await request.read())
-        except ValueError:
-            return _error(400, "SerializationException", "The request body is not valid JSON")
-        entries = body.get("Entries") if isinstance(body, dict) else None
-        if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_ENTRIES:
-            message = f"Entries must be a list of 1 to {MAX_ENTRIES} entries"
-            return _error(400, "ValidationException", message)
-        results: list[dict[str, str]] = []
-        by_bus: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-        for index, entry in enumerate(entries):
-            try:
-                bus, event = event_from_entry(entry if isinstance(entry, dict) else {}, envelope)
-            except EntryError as err:
-                results.append({"ErrorCode": err.code, "ErrorMessage": str(err)})
-                continue
-            results.append({})
-            by_bus.setdefault(bus, []).append((index, event))
-        try:
-            for bus, items in by_bus.items():
-                ids = await core.submit([event for _, event in items], bus=bus)
-                for (index, _), event_id in zip(items, ids, strict=True):
-                    results[index] = {"EventId": event_id}
-        except Exception:  # nothing is acknowledged unless it was persisted
-            return _error(500, "InternalException", "The events could not be persisted")
-        failed = sum(1 for r in results if "ErrorCode" in r)
-        return _json(200, {"FailedEntryCount": failed, "Entries": results})
-
-    app = web.Application(client_max_size=4 * MAX_ENTRY_BYTES * MAX_ENTRIES)
-    app.router.add_post("/", handle)
-    app.router.add_post("/{tail:.*}", handle)
-    return app
-
-
-def _json(status: int, data: Mapping[str, Any]) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps(data).encode("utf-8"),
-        headers={"Content-Type": JSON_11, "x-amzn-RequestId": str(uuid.uuid4())},
-    )
-
-
-def _error(status: int, kind: str, message: str) -> web.Response:
-    return _json(status, {"__type": kind, "message": message})
-
-
-class PutEventsServer:
-    """The PutEvents endpoint on HOST:PORT (port 0 picks a free one; see `port`)."""
-
-    def __init__(self, core: DeliveryCore, envelope: Envelope, host: str, port: int) -> None:
-        self._runner = web.AppRunner(put_events_app(core, envelope), access_log=None)
-        self.host, self.port = host, port
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
 
 def stdin_events(envelope: Envelope) -> AsyncIterator[tuple[str, dict[str, Any]]]:

@@ -3,12 +3,14 @@
 `run_core` is what `sim core run` calls: it starts a `DeliveryCore` (resuming whatever the
 database still holds), optionally serves the PutEvents endpoint, submits the given events,
 and returns when every accepted event has ended (`until_idle`) or `stop` is set.
-`CsvRecords` is a sink that writes attempt records as CSV while the core runs.
+`CsvRecords` is a sink that writes attempt records as CSV while the core runs; it creates
+its file with the first rows (or at `close`), so a run that fails to start leaves none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +20,9 @@ import numpy as np
 
 from sim.live.config.loading import CoreConfig
 from sim.live.delivery.core import DeliveryCore
-from sim.live.delivery.store import Store
-from sim.live.ingest import Envelope, PutEventsServer, submit_all
+from sim.live.delivery.store import Durability, Store
+from sim.live.ingest import Envelope, submit_all
+from sim.live.put_events import PutEventsServer
 from sim.records import Chunk, Sink, to_frame
 
 Events = AsyncIterator[tuple[str, dict[str, Any]]] | list[tuple[str, dict[str, Any]]]
@@ -39,23 +42,34 @@ class CsvRecords:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._file: TextIO = self.path.open("w", encoding="utf-8", newline="")
-        self._header = True
+        self._file: TextIO | None = None
         self.rows = 0
 
     def arrivals(self, replication: int, times: np.ndarray) -> None:
         """Arrivals are not written; every accepted delivery has at least one record row."""
 
     def attempts(self, chunk: Chunk) -> None:
-        to_frame(chunk).to_csv(self._file, header=self._header, index=False)
-        self._header = False
+        header = self._file is None
+        file = self._open()
+        to_frame(chunk).to_csv(file, header=header, index=False)
         self.rows += len(chunk["event_id"])
-        self._file.flush()
+        file.flush()
 
     def close(self) -> None:
-        if self._header:  # no rows: still write the header so the file is a valid table
-            to_frame([]).to_csv(self._file, index=False)
-        self._file.close()
+        """Finish the file; with no rows it still gets the header, so it is a valid table."""
+        if self._file is None:
+            to_frame([]).to_csv(self._open(), index=False)
+        self.discard()
+
+    def discard(self) -> None:
+        """Close without finishing: a run that never started leaves no file."""
+        if self._file is not None:
+            self._file.close()
+
+    def _open(self) -> TextIO:
+        if self._file is None:
+            self._file = self.path.open("w", encoding="utf-8", newline="")
+        return self._file
 
 
 async def run_core(
@@ -63,25 +77,30 @@ async def run_core(
     db_path: str | Path,
     *,
     events: Events | None = None,
-    listen: tuple[str, int] | None = None,
+    listen: tuple[str, int] | socket.socket | None = None,
     until_idle: bool = False,
     sink: Sink | None = None,
     stop: asyncio.Event | None = None,
     on_listening: Callable[[str], None] | None = None,
+    durability: Durability = "normal",
 ) -> RunSummary:
     """Run the core: resume, ingest `events` and/or serve PutEvents on `listen`, then end.
 
-    Ends when `until_idle` is set and the events are all in and every accepted delivery has
-    ended, or when `stop` is set (deliveries not ended stay pending in the database).
+    `listen` is (host, port) or a socket from `sim.live.put_events.listen_socket`. Ends when
+    `until_idle` is set and the events are all in and every accepted delivery has ended, or
+    when `stop` is set (deliveries not ended stay pending in the database).
     """
     stop = stop or asyncio.Event()
-    core = DeliveryCore(config, db_path, sink)
+    core = DeliveryCore(config, db_path, sink, durability=durability)
     envelope = Envelope(config.sim.account, config.sim.region)
     server: PutEventsServer | None = None
     await core.start()
     try:
-        if listen is not None:
+        if isinstance(listen, socket.socket):
+            server = PutEventsServer(core, envelope, sock=listen)
+        elif listen is not None:
             server = PutEventsServer(core, envelope, *listen)
+        if server is not None:
             await server.start()
             if on_listening is not None:
                 on_listening(server.url)

@@ -18,12 +18,12 @@ from sim.live.delivery.store import Store
 from sim.live.ingest import (
     EntryError,
     Envelope,
-    PutEventsServer,
     event_from_entry,
     event_from_line,
     read_event_file,
     submit_all,
 )
+from sim.live.put_events import PutEventsServer
 from tests.support.live import RecordingEndpoint, core_config, run
 
 pytestmark = pytest.mark.live

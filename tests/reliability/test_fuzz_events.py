@@ -30,10 +30,10 @@ from sim.live.ingest import (
     MAX_ENTRY_BYTES,
     EntryError,
     Envelope,
-    PutEventsServer,
     event_from_entry,
     read_event_file,
 )
+from sim.live.put_events import PutEventsServer
 from tests.support.live import RecordingEndpoint
 from tests.support.processes import (
     assert_one_error_line,

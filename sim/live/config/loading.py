@@ -179,6 +179,7 @@ def _raw_secrets(value: Any, key: str = "") -> Iterable[str]:
 
 
 def _config_secrets(config: CoreConfig) -> Iterable[str]:
+    yield from config.sim.ingest_secrets().values()
     for connection in config.Connections:
         auth = connection.AuthParameters
         if auth.BasicAuthParameters:

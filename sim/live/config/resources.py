@@ -10,6 +10,7 @@ them together; build one with `sim.live.config.loading.load_config` / `build_con
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
 from functools import cached_property
 from typing import Annotated, Any, Literal
@@ -45,8 +46,9 @@ from sim.scenario.model import (
 )
 
 ResourceName = Annotated[str, Field(pattern=NAME_PATTERN)]
-SECRET_KEYS = ("Password", "ApiKeyValue", "ClientSecret")
+SECRET_KEYS = ("Password", "ApiKeyValue", "ClientSecret", "secret_access_key")
 """Config keys whose values are credentials."""
+_ACCESS_KEY_ID = re.compile(r"^[A-Za-z0-9_]{1,128}$")
 _TARGET_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _DEFAULT_RETRY = RetryPolicy()
 _DEFAULT_DESTINATION = Destination()
@@ -88,9 +90,27 @@ class ConnectionHttpParameters(Aws):
         return params
 
 
+def _sendable(value: SecretStr) -> SecretStr:
+    """A credential that goes into a header: no CR, LF or other control character (as AWS's
+    own patterns for these parameters); the message never holds the value."""
+    check_header_value(value.get_secret_value())
+    return value
+
+
+def _user_id(value: str) -> str:
+    """The user part of HTTP Basic credentials: sendable, and without the colon that ends it."""
+    check_header_value(value)
+    if ":" in value:
+        raise ValueError("must not contain ':' (it separates the user from the password)")
+    return value
+
+
 class BasicAuth(Aws):
     Username: Annotated[str, Field(min_length=1)]
     Password: SecretStr
+
+    _username = field_validator("Username")(_user_id)
+    _password = field_validator("Password")(_sendable)
 
 
 class ApiKeyAuth(Aws):
@@ -103,10 +123,15 @@ class ApiKeyAuth(Aws):
         check_header_name(value)
         return value
 
+    _value = field_validator("ApiKeyValue")(_sendable)
+
 
 class ClientCredentials(Aws):
     ClientID: Annotated[str, Field(min_length=1, max_length=512)]
     ClientSecret: SecretStr
+
+    _client_id = field_validator("ClientID")(_user_id)
+    _client_secret = field_validator("ClientSecret")(_sendable)
 
 
 class OAuthSettings(Aws):
@@ -286,8 +311,33 @@ class Rule(Aws):
 # --- the sim section and the whole config ------------------------------------------------------
 
 
+class IngestCredential(Aws):
+    """An access key the PutEvents endpoint accepts (SigV4, service `events`, `sim.region`)."""
+
+    access_key_id: str
+    secret_access_key: SecretStr
+
+    @field_validator("access_key_id")
+    @classmethod
+    def _key_id(cls, value: str) -> str:
+        if not _ACCESS_KEY_ID.match(value):
+            raise ValueError("must be 1-128 characters of letters, digits or '_'")
+        return value
+
+    @field_validator("secret_access_key")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return _sendable(value)
+
+
 class SimSettings(Aws):
-    """Settings AWS does not document (ASSUMPTION, design §3); defaults as in `sim.scenario.model`."""
+    """Settings AWS does not document (ASSUMPTION, design §3); defaults as in `sim.scenario.model`.
+
+    `ingest_credentials` are the access keys PutEvents requests must be signed with (SigV4);
+    without any, the endpoint checks no signature and may listen on loopback only.
+    """
 
     burst_capacity: Annotated[float, Field(ge=1)] | None = None
     timeout: PositiveDuration = _DEFAULT_DESTINATION.timeout
@@ -300,6 +350,22 @@ class SimSettings(Aws):
     region: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")] = "us-east-1"
     account: Annotated[str, Field(pattern=r"^\d{12}$")] = "123456789012"
     seed: Annotated[int, Field(ge=0)] | None = None
+    ingest_credentials: list[IngestCredential] = Field(default_factory=list)
+
+    @field_validator("ingest_credentials")
+    @classmethod
+    def _unique_keys(cls, value: list[IngestCredential]) -> list[IngestCredential]:
+        keys = [credential.access_key_id for credential in value]
+        if len(set(keys)) != len(keys):
+            raise ValueError("each access_key_id may be given once")
+        return value
+
+    def ingest_secrets(self) -> dict[str, str]:
+        """Access key id -> secret access key of every PutEvents credential."""
+        return {
+            c.access_key_id: c.secret_access_key.get_secret_value()
+            for c in self.ingest_credentials
+        }
 
     @field_validator("retry_statuses")
     @classmethod
@@ -361,7 +427,13 @@ class CoreConfig(Aws):
         return self.arn("rule", path)
 
     def target_arn(self, target: Target) -> str:
-        return self.arn("api-destination", self.destination_of(target).Name)
+        return self.api_destination_arn(self.destination_of(target))
+
+    def api_destination_arn(self, destination: ApiDestination) -> str:
+        """The destination's ARN as AWS writes it: `...:api-destination/NAME/UUID`, the UUID
+        derived from the name, region and account (UUID 5), so it is the same in every run."""
+        arn = self.arn("api-destination", destination.Name)
+        return f"{arn}/{uuid.uuid5(uuid.NAMESPACE_URL, arn)}"
 
     @property
     def secrets(self) -> frozenset[str]:

@@ -5,7 +5,9 @@ authorization headers for the next request; `rejected()` is told about a 401/407
 BASIC and API_KEY connections become `DEAUTHORIZED` on 401/407. An OAuth connection caches
 its token, fetches a new one when the cached one expires within 60 s or was rejected, and
 becomes `DEAUTHORIZED` when a fetch fails. A deauthorized connection raises `Deauthorized`
-instead of giving headers. Credentials never appear in messages.
+instead of giving headers; `on_deauthorize` is told (the core persists the state, so a
+restart keeps it), and `restore` puts a connection back in the state a previous run left it
+in. Credentials never appear in messages.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
+from pydantic import SecretStr
+
 from sim.live.config.resources import Connection, ConnectionHttpParameters
-from sim.live.delivery.request import HttpRequest
+from sim.live.delivery.request import ACCEPT_ENCODING, HttpRequest
 from sim.live.delivery.transport import Response
 
 AUTHORIZED = "AUTHORIZED"
@@ -47,6 +51,8 @@ class ConnectionAuth:
         self.name = connection.Name
         self.state = AUTHORIZED
         self.reason = ""
+        self.on_deauthorize: Callable[[str, str], None] | None = None
+        """Called with (connection name, reason) when the connection becomes DEAUTHORIZED."""
 
     async def headers(self) -> dict[str, str]:
         """Authorization headers for the next request; raises Deauthorized."""
@@ -63,7 +69,15 @@ class ConnectionAuth:
         return set()
 
     def deauthorize(self, reason: str) -> None:
-        """Move to DEAUTHORIZED (it stays there until the core restarts)."""
+        """Move to DEAUTHORIZED (it stays there until the connection's credentials change)."""
+        if self.state == DEAUTHORIZED:
+            return
+        self.state, self.reason = DEAUTHORIZED, reason
+        if self.on_deauthorize is not None:
+            self.on_deauthorize(self.name, reason)
+
+    def restore(self, reason: str) -> None:
+        """DEAUTHORIZED as a previous run left it (nobody is told: it is already stored)."""
         self.state, self.reason = DEAUTHORIZED, reason
 
     def _check(self) -> None:
@@ -178,6 +192,7 @@ class OAuthClientCredentials(ConnectionAuth):
         headers += [
             ("Authorization", basic_credentials(client.ClientID, secret)),
             ("Accept", "application/json"),
+            ("Accept-Encoding", ACCEPT_ENCODING),
         ]
         body = b""
         if method != "GET":
@@ -208,6 +223,22 @@ def _parse_token(response: Response) -> tuple[str | None, float | None]:
     except (TypeError, ValueError):
         seconds = None
     return token, seconds
+
+
+def credentials_of(connection: Connection) -> bytes:
+    """The connection's authorization settings with their secrets revealed, as canonical JSON
+    (what the store hashes to notice when an operator changes the credentials)."""
+    settings = {
+        "AuthorizationType": connection.AuthorizationType,
+        "AuthParameters": connection.AuthParameters.model_dump(),
+    }
+    return json.dumps(settings, sort_keys=True, default=_reveal).encode("utf-8")
+
+
+def _reveal(value: object) -> object:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    raise TypeError(type(value).__name__)
 
 
 def basic_credentials(user: str, password: str) -> str:

@@ -38,13 +38,22 @@ import numpy as np
 
 from sim import policy
 from sim.live.config.resources import CoreConfig, Rule, redact
-from sim.live.delivery.auth import Deauthorized, auth_for
+from sim.live.delivery.auth import Deauthorized
+from sim.live.delivery.connections import Connections
 from sim.live.delivery.endings import Endings
 from sim.live.delivery.lanes import Delivery, Lane, Route
 from sim.live.delivery.loop_lag import LoopLag
 from sim.live.delivery.recorder import Recorder
 from sim.live.delivery.request import HttpRequest, InvalidParameter, build_request
-from sim.live.delivery.store import Finish, NewEvent, PendingDelivery, Retry, Store, StoreWriter
+from sim.live.delivery.store import (
+    Durability,
+    Finish,
+    NewEvent,
+    PendingDelivery,
+    Retry,
+    Store,
+    StoreWriter,
+)
 from sim.live.delivery.transport import Response, Transport
 from sim.live.eventbridge.transform import TargetContext
 from sim.records import Sink
@@ -66,15 +75,18 @@ class DeliveryCore:
         sink: Sink | None = None,
         *,
         replication: int = 0,
+        durability: Durability = "normal",
     ) -> None:
         self.config = config
         self.db_path = Path(db_path)
+        self.durability: Durability = durability
         self.recorder = Recorder(sink, replication)
         self.transport = Transport(config.sim.timeout, config.sim.allow_private_endpoints)
         seed = config.sim.seed if config.sim.seed is not None else np.random.SeedSequence().entropy
         self._rng = generator(int(seed) % 2**63, replication, "backoff")  # type: ignore[arg-type]
         self._table = policy.outcome_table(config.sim.retry_statuses)
         self._lanes: dict[str, Lane] = {}
+        self.connections = Connections(config, self.transport.send, self.redact)
         self._routes: dict[tuple[str, str, str], Route] = {}  # (bus, rule, target id)
         self._rules: dict[str, list[Rule]] = {}
         self._writer: StoreWriter | None = None
@@ -115,9 +127,10 @@ class DeliveryCore:
         self._started_mono = mono if t0 is None else t0
         self.started_epoch = epoch - (mono - self._started_mono)
         self._build_routes()
-        store = await asyncio.to_thread(Store, self.db_path)
+        store = await asyncio.to_thread(Store, self.db_path, self.durability)
         self._writer = StoreWriter(store)
         self._writer.start()
+        await self.connections.restore(self._writer, store)
         self.loop_lag.start()
         # What is alive now (modules, config, routes) lives as long as the core: leave it out
         # of the cyclic GC, whose full collections over it stall the loop for tens of ms.
@@ -236,7 +249,7 @@ class DeliveryCore:
             bucket = policy.TokenBucket(
                 destination.InvocationRateLimitPerSecond, config.burst(destination)
             )
-            auth = auth_for(connection, self.transport.send, time.time)
+            auth = self.connections[connection.Name]  # shared by every lane it authorizes
             self._lanes[destination.Name] = Lane(
                 destination, connection, auth, bucket, config.sim.throttle_order
             )
@@ -440,10 +453,7 @@ class DeliveryCore:
 
     def redact(self, text: str) -> str:
         """`text` without any secret: the config's and every connection's current credentials."""
-        text = self.config.redact(text)
-        for lane in self._lanes.values():
-            text = redact(text, lane.auth.secrets())
-        return text
+        return redact(self.config.redact(text), self.connections.secrets())
 
     def _store_finish(self, finish: Finish) -> None:
         assert self._writer is not None

@@ -72,6 +72,11 @@ class Endings:
         if final == policy.FINAL_DLQ:
             message = self.redact(message)
             attributes = dlq_attributes(route, reason, error_code, message, delivery.retries_done)
+            log.info(
+                "delivery %d (event %s) dead-lettered to %s: %s, %s: %s, after %d retries",
+                delivery.id, delivery.event.get("id"), route.dead_letter_arn,
+                policy.REASONS[reason], error_code, message, delivery.retries_done,
+            )  # fmt: skip
         elif final != policy.FINAL_DELIVERED:
             reason_name = policy.REASONS[reason]
             log.info("delivery %d dropped (%s, %s)", delivery.id, reason_name, error_code)

@@ -23,6 +23,8 @@ from sim.live.eventbridge.transform import MISSING, InvalidInputConfig, resolve_
 
 USER_AGENT = "Amazon/EventBridge/ApiDestinations"
 RANGE = "bytes=0-1048575"
+ACCEPT_ENCODING = "gzip,deflate"
+"""Sent on every request, as AWS does; a target's own Accept-Encoding is dropped (S10)."""
 DEFAULT_CONTENT_TYPE = "application/json; charset=utf-8"
 BODYLESS_METHODS = frozenset({"GET", "HEAD"})
 REMOVED_HEADERS = frozenset(
@@ -106,7 +108,12 @@ def build_request(
     fixed: list[tuple[str, str]] = [("Host", _host(url))]
     if not any(k.lower() == "content-type" for k, _ in headers):
         fixed.append(("Content-Type", DEFAULT_CONTENT_TYPE))
-    fixed += [("User-Agent", USER_AGENT), ("Range", RANGE), ("Connection", "close")]
+    fixed += [
+        ("User-Agent", USER_AGENT),
+        ("Range", RANGE),
+        ("Accept-Encoding", ACCEPT_ENCODING),
+        ("Connection", "close"),
+    ]
     if method not in BODYLESS_METHODS:
         fixed.append(("Content-Length", str(len(payload))))
     return HttpRequest(method, url, tuple(headers + fixed), payload)

@@ -9,25 +9,33 @@ core resumes them; an attempt in flight at the crash is made again (at-least-onc
 `Store` is synchronous and must be used from one thread at a time; `StoreWriter` runs it in
 one worker thread for the asyncio core and commits queued operations together (group commit).
 
-Durability: WAL with `synchronous=NORMAL`. A commit has written its WAL frames to the OS when
-it returns, so a crash of the process (`kill -9`) loses nothing committed; only a power loss
-or OS crash may roll back the last commits (the database stays consistent). `FULL` would
-also survive that, at an fsync per commit (p99 about 4 ms on the benchmark machine, against
-0.06 ms): every arrival waits for its commit before it is dispatched.
+It also keeps which connections are DEAUTHORIZED (S11), so that a restart does not
+authorize them again; their credentials are stored only as a salted PBKDF2 hash, to notice
+when the operator has changed them (which re-authorizes the connection, as updating a
+connection does in AWS).
+
+Durability (`DURABILITY`): WAL with `synchronous=NORMAL` (`normal`, the default) or `FULL`
+(`full`). Under `normal` a commit has written its WAL frames to the OS when it returns, so a
+crash of the process (`kill -9`) loses nothing committed; a power loss or OS crash may roll
+back the last commits (the database stays consistent). Under `full` each commit also syncs
+the WAL to the disk (fsync) before it returns, so it survives those too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sim.errors import InputError
 
@@ -54,6 +62,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
     ended_at REAL
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (state) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS deauthorized_connections (
+    name TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    credentials_hash TEXT NOT NULL,
+    at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
     delivery INTEGER NOT NULL UNIQUE REFERENCES deliveries(id),
@@ -63,9 +77,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 """
 SCHEMA_VERSION = "1"
-SYNCHRONOUS = "NORMAL"
-"""SQLite `synchronous` mode under WAL: durable against process crashes (see module docstring)."""
+"""Tables added since (deauthorized_connections) are created in older databases as they open."""
+Durability = Literal["normal", "full"]
+DURABILITY: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}
+"""`--durability` -> SQLite `synchronous` mode under WAL (see the module docstring)."""
 ENDED_STATES = ("delivered", "dlq", "dropped")
+HASH_ITERATIONS = 200_000
+"""PBKDF2-SHA256 rounds over a deauthorized connection's credentials (slow to brute-force)."""
 
 
 @dataclass(frozen=True)
@@ -126,18 +144,30 @@ class Finish:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
-Operation = NewEvent | Retry | Finish | None  # None: a barrier that only waits for a commit
+@dataclass(frozen=True)
+class Deauthorized:
+    """A connection became DEAUTHORIZED at `at` (epoch s). `credentials` are its settings with
+    their secrets; only a salted hash of them is stored."""
+
+    name: str
+    reason: str
+    at: float
+    credentials: bytes = field(repr=False, default=b"")
+
+
+Operation = NewEvent | Retry | Finish | Deauthorized | None  # None: a barrier (waits for a commit)
 
 
 class Store:
-    """The SQLite database of one core (WAL, `SYNCHRONOUS`)."""
+    """The SQLite database of one core (WAL; `durability` as in `DURABILITY`)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, durability: Durability = "normal") -> None:
         self.path = Path(path)
+        self.durability = durability
         try:
             self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
+            self.db.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(SCHEMA)
             found = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -198,6 +228,11 @@ class Store:
                     op.delivery,
                 ),
             )
+        elif isinstance(op, Deauthorized):
+            self.db.execute(
+                "INSERT OR REPLACE INTO deauthorized_connections VALUES (?, ?, ?, ?)",
+                (op.name, op.reason, _hash(op.credentials, os.urandom(16)), op.at),
+            )
         elif isinstance(op, Finish):
             self.db.execute(
                 "UPDATE deliveries SET state=?, retries_done=?, ended_at=?"
@@ -214,6 +249,27 @@ class Store:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self.db)
+
+    def deauthorized(
+        self, credentials: dict[str, bytes]
+    ) -> tuple[dict[str, tuple[str, float]], list[str]]:
+        """Connections still DEAUTHORIZED, as name -> (reason, since epoch s), and those
+        re-authorized now because their `credentials` (name -> settings) changed since."""
+        still: dict[str, tuple[str, float]] = {}
+        renewed: list[str] = []
+        rows = self.db.execute("SELECT name, reason, credentials_hash, at FROM deauthorized_connections")
+        for name, reason, stored, at in rows.fetchall():
+            if name not in credentials:
+                continue
+            salt = bytes.fromhex(stored.split("$")[0])
+            if hmac.compare_digest(_hash(credentials[name], salt), stored):
+                still[name] = (reason, at)
+            else:
+                renewed.append(name)
+        with self._transaction():
+            for name in renewed:
+                self.db.execute("DELETE FROM deauthorized_connections WHERE name=?", (name,))
+        return still, renewed
 
     def pending(self) -> list[PendingDelivery]:
         """Every delivery not yet ended, oldest ready first."""
@@ -258,6 +314,12 @@ class Store:
         )
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def _hash(credentials: bytes, salt: bytes) -> str:
+    """`salt$hash` of a connection's credentials (PBKDF2-SHA256, `HASH_ITERATIONS` rounds)."""
+    digest = hashlib.pbkdf2_hmac("sha256", credentials, salt, HASH_ITERATIONS)
+    return f"{salt.hex()}${digest.hex()}"
 
 
 class _Transaction:
@@ -335,8 +397,8 @@ class StoreWriter:
         assert committed is not None
         return ids, committed
 
-    def record(self, operation: Retry | Finish) -> None:
-        """Queue a delivery's retry or end for the next commit."""
+    def record(self, operation: Retry | Finish | Deauthorized) -> None:
+        """Queue a delivery's retry or end (or a connection's state) for the next commit."""
         self._enqueue(operation, wait=False)
 
     async def drain(self) -> None:

@@ -7,7 +7,9 @@ sans-I/O HTTP/1.1 parser. Connecting must succeed within the client timeout (S4)
 attempt's start; the response (status line, headers and the body) must then arrive within the
 client timeout of the moment the request is written, so time the core itself spends before
 the request leaves (a busy event loop) is never counted against the endpoint. At most 1 MiB
-of a body is read, then the connection is closed; redirects are not followed. Faults never
+of a body is read as it comes over the wire, then the connection is closed; a gzip or
+deflate body (requests say `Accept-Encoding: gzip,deflate`) is then decoded, to at most
+1 MiB as well. Redirects are not followed. Faults never
 escape: a timeout becomes status `STATUS_TIMEOUT`, anything else that yields no HTTP status
 (refused, reset, DNS, malformed response) `STATUS_CONNECTION_ERROR`. Error messages never
 contain the URL (a query string may hold a connection's secret). Unless private endpoints
@@ -22,6 +24,7 @@ import math
 import socket
 import ssl
 import time
+import zlib
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import SplitResult, urlsplit
@@ -267,11 +270,12 @@ class _Exchange(asyncio.Protocol):
         head = self.head
         assert head is not None
         retry_after = next((v for k, v in head.headers if k == b"retry-after"), None)
+        codings = b",".join(v for k, v in head.headers if k == b"content-encoding")
         reason = head.reason.decode("utf-8", "replace")
         return Response(
             head.status_code,
             retry_after=retry_after.decode("latin-1") if retry_after is not None else None,
-            body=b"".join(self.chunks)[:MAX_BODY_BYTES],
+            body=decode_body(b"".join(self.chunks)[:MAX_BODY_BYTES], codings.decode("latin-1")),
             message=f"HTTP {head.status_code} {reason}".strip(),
         )
 
@@ -285,6 +289,33 @@ class _Exchange(asyncio.Protocol):
         else:
             assert response is not None
             self.done.set_result(response)
+
+
+def decode_body(body: bytes, content_encoding: str) -> bytes:
+    """A body as sent, decoded per its Content-Encoding (gzip, deflate, in the order applied)
+    to at most `MAX_BODY_BYTES`. A coding this does not know, or data that do not decode,
+    leave the body as it came (the status still decides the attempt); a body cut off at the
+    read limit decodes as far as it goes."""
+    codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+    decoded = body
+    for coding in reversed(codings):
+        if coding == "identity":
+            continue
+        if coding in ("gzip", "x-gzip"):
+            attempts: tuple[int, ...] = (zlib.MAX_WBITS | 16,)
+        elif coding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send
+            attempts = (zlib.MAX_WBITS, -zlib.MAX_WBITS)
+        else:
+            return body
+        for wbits in attempts:
+            try:
+                decoded = zlib.decompressobj(wbits).decompress(decoded, MAX_BODY_BYTES)
+                break
+            except zlib.error:
+                continue
+        else:
+            return body
+    return decoded
 
 
 def _wire(request: HttpRequest, target: str, url: SplitResult) -> tuple[bytes, bytes]:

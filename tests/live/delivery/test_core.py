@@ -342,7 +342,7 @@ def test_dlq_holds_the_original_event_not_the_transformed_input(tmp_path: Path) 
     assert record["event"]["detail"] == {"n": 7} and record["event"]["source"] == "test"
     assert record["attributes"] == {
         "RULE_ARN": "arn:aws:events:us-east-1:123456789012:rule/rule",
-        "TARGET_ARN": "arn:aws:events:us-east-1:123456789012:api-destination/dest",
+        "TARGET_ARN": "arn:aws:events:us-east-1:123456789012:api-destination/dest/399980f5-8757-5738-8c37-2cd4f097561a",
         "ERROR_CODE": "ERROR_FROM_TARGET",
         "ERROR_MESSAGE": "HTTP 400 Bad Request",
         "RETRY_ATTEMPTS": 0,

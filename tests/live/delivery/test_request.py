@@ -110,7 +110,7 @@ def test_user_headers_on_the_removal_list_are_dropped_and_fixed_ones_cannot_be_o
     assert request.header("Range") == RANGE
     assert request.header("Host") == "hooks.example.com"
     assert request.header("Connection") == "close"
-    assert request.header("Accept-Encoding") is None
+    assert request.header("Accept-Encoding") == "gzip,deflate"  # AWS's own, not the target's
     assert request.header("Via") is None
     assert request.header("X-Custom") == "kept"
     assert _names(request).count("user-agent") == 1
@@ -252,6 +252,7 @@ def test_on_the_wire_headers_auth_and_body_are_as_specified(tmp_path: Path) -> N
         "content-type": "application/json; charset=utf-8",
         "user-agent": "Amazon/EventBridge/ApiDestinations",
         "range": "bytes=0-1048575",
+        "accept-encoding": "gzip,deflate",
         "connection": "close",
         "content-length": str(len(body)),
     }
