@@ -7,7 +7,8 @@ The packages follow the one-way flow of design §2; each imports only those list
     endpoint                                 the partner endpoint's behaviour (model, queue, HTTP)
     des | live                               the two engines, independent of each other
     results, runner                          metrics from records; running replications
-    analysis, report                         sweeps, sizing, sensitivity; folders and plots
+    analysis, fit, report                    sweeps, sizing, sensitivity; fits to the user's data;
+                                             folders and plots
     validation, cli                          the live core against the model; the command line
 
 The public API is what `__all__` lists; everything else is internal. Names load on first use
@@ -21,6 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 _PUBLIC = {
     "InputError": "sim.errors",
+    "backtest": "sim.validation.backtest",
+    "fit_arrivals": "sim.fit.arrivals",
+    "fit_endpoint": "sim.fit.logs",
     "RunResult": "sim.results.run",
     "Scenario": "sim.scenario.model",
     "load_scenario": "sim.scenario.loading",
@@ -35,6 +39,9 @@ __all__ = [
     "InputError",
     "RunResult",
     "Scenario",
+    "backtest",
+    "fit_arrivals",
+    "fit_endpoint",
     "load_scenario",
     "plots",
     "simulate",
@@ -66,8 +73,11 @@ if TYPE_CHECKING:
     from sim.analysis.sizing import size_rate_limit
     from sim.analysis.sweeps import sweep
     from sim.errors import InputError
+    from sim.fit.arrivals import fit_arrivals
+    from sim.fit.logs import fit_endpoint
     from sim.report import plots
     from sim.results.run import RunResult
     from sim.runner.simulate import simulate
     from sim.scenario.loading import load_scenario, with_overrides
     from sim.scenario.model import Scenario
+    from sim.validation.backtest import backtest

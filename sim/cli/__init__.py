@@ -18,12 +18,17 @@ FLAGS = {
     "batch_size": "--batch-size",
     "dask": "--dask",
     "grid": "--vary",
+    "layout": "--log-format",
     "max_rate": "--max",
     "min_rate": "--min",
     "model_overrides": "--model-set",
     "out_dir": "--out",
     "overload_tolerance": "--max-overload",
+    "path": "--path",
+    "replications": "--replications",
     "step": "--step",
+    "timeout": "--timeout",
+    "warm_up": "--warm-up",
     "workers": "--workers",
 }
 """The option that sets each library parameter, so an error names what the user typed."""
@@ -68,7 +73,7 @@ def file_plots() -> None:
 def _register() -> None:
     from sim.cli import model  # noqa: F401  (commands register themselves on import)
 
-    for optional in ("live", "endpoint", "analysis", "validation"):
+    for optional in ("live", "endpoint", "analysis", "validation", "fit"):
         try:
             __import__(f"sim.cli.{optional}")
         except ModuleNotFoundError as err:

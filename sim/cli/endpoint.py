@@ -21,6 +21,10 @@ def endpoint(
     log: Annotated[
         Path | None, typer.Option(help="Request log: .csv, else JSONL (secrets redacted).")
     ] = None,
+    access_log: Annotated[
+        Path | None,
+        typer.Option(help='nginx-style access log ("timed combined"), for `sim fit endpoint`.'),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: scenario's).")] = None,
     set_: Annotated[
         list[str] | None,
@@ -44,6 +48,7 @@ def endpoint(
 
     Prints `listening on URL` once ready; runs until Ctrl-C or SIGTERM.
     """
+    from sim.endpoint.access_log import AccessLog
     from sim.endpoint.server import EndpointServer, OAuthSettings, RequestLog, describe, serve
     from sim.live.delivery import loops
 
@@ -58,7 +63,11 @@ def endpoint(
         request_log = RequestLog(log, keep=False)
     except OSError as err:
         raise InputError(str(log), None, err.strerror or str(err)) from None
-    server = EndpointServer(scenario, seed=seed, oauth=oauth, log=request_log)
+    try:
+        access = AccessLog(access_log) if access_log is not None else None
+    except OSError as err:
+        raise InputError(str(access_log), None, err.strerror or str(err)) from None
+    server = EndpointServer(scenario, seed=seed, oauth=oauth, log=request_log, access_log=access)
     typer.echo(f"serving {describe(scenario)}", err=True)
     try:
         serve(server, host, port, announce=_announce, run=lambda main: loops.run(main, loop_name))

@@ -17,7 +17,8 @@ from sim.errors import InputError
 
 if TYPE_CHECKING:
     from sim.live.config.loading import CoreConfig
-    from sim.live.service import CsvRecords, Events, RunSummary
+    from sim.live.service import Events, RunSummary
+    from sim.records import Sink
 
 # aiohttp and the core load inside the commands that need them: `sim` starts fast.
 
@@ -61,8 +62,16 @@ def run(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log core activity.")] = False,
     loop: Annotated[str | None, LoopOption] = None,
+    metrics: Annotated[
+        Path | None,
+        typer.Option("--metrics", help="Write the run's CloudWatch metrics (GetMetricData JSON)."),
+    ] = None,
+    metrics_period: Annotated[
+        str, typer.Option("--metrics-period", help="Period of the --metrics datapoints.")
+    ] = "1m",
 ) -> None:
     """Deliver events: resume pending deliveries, ingest events, run until idle or Ctrl-C."""
+    from sim.cli.core_metrics import CoreMetrics
     from sim.live.config.loading import load_config
     from sim.live.delivery import loops
     from sim.live.ingest import Envelope, read_event_file, stdin_events
@@ -79,11 +88,17 @@ def run(
         source = read_event_file(Path(events), envelope)  # checked whole before accepting any
     address = _address(listen) if listen is not None else None
     sink = CsvRecords(records) if records is not None else None
+    watch = CoreMetrics(metrics, metrics_period, sink) if metrics is not None else None
     try:
-        summary = loops.run(_serve(config, db, source, address, until_idle, sink), loop_name)
+        summary = loops.run(
+            _serve(config, db, source, address, until_idle, watch.sink if watch else sink),
+            loop_name,
+        )
     finally:
         if sink is not None:
             sink.close()
+    if watch is not None:
+        watch.write(db)
     _report(summary)
 
 
@@ -93,7 +108,7 @@ async def _serve(
     source: Events | None,
     address: tuple[str, int] | None,
     until_idle: bool,
-    sink: CsvRecords | None,
+    sink: Sink | None,
 ) -> RunSummary:
     from sim.live.service import run_core
 
