@@ -28,6 +28,7 @@ FLAGS = {
     "replications": "--replications",
     "step": "--step",
     "timeout": "--timeout",
+    "window": "--start/--end",
     "warm_up": "--warm-up",
     "workers": "--workers",
 }

@@ -92,7 +92,7 @@ def fit_endpoint_command(
 ) -> None:
     """Fit the endpoint behind access logs: status mix, lognormal latency (median, p99), hangs
     past the timeout and the observed peak concurrency; writes an `endpoint:` block."""
-    from sim.fit.logs import endpoint_yaml, fit_endpoint, report_lines, write_endpoint
+    from sim.fit.logs import endpoint_yaml, fit_endpoint, write_endpoint
 
     if empirical and out is None:
         raise InputError(None, "--empirical", "needs --out (the latencies go into a CSV beside it)")
@@ -110,7 +110,7 @@ def fit_endpoint_command(
     else:
         written = write_endpoint(fit, out, empirical)
     say = _reporter(out)
-    for line in report_lines(fit):
+    for line in fit.report():
         say(line)
     plot = plot or (out.with_suffix(".png") if out is not None else None)
     if plot is not None:
@@ -204,6 +204,10 @@ def backtest(
     period: Annotated[
         str | None, typer.Option(help="Period of the datapoints (default: inferred).")
     ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Test from this time (ISO 8601, UTC unless it says).")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Test up to this time (excluded).")] = None,
     warm_up: Annotated[
         str, typer.Option(help="Leave this much of the window's start out of the test.")
     ] = "0s",
@@ -236,6 +240,8 @@ def backtest(
             metrics,
             rule=rule,
             period_s=_seconds(period, "--period"),
+            start_at=start,
+            end_at=end,
             replications=replications,
             warm_up_s=warm,
             arrivals="observed" if arrivals == "observed" else "scenario",

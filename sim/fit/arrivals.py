@@ -53,6 +53,11 @@ class ArrivalsFit:
             "bin": format_duration(self.period_s),
         }
 
+    def write_counts(self, path: Path) -> Path:
+        """Write the counts CSV (`timestamp,events`, zeros included) that `source_entry` reads."""
+        write_counts(self, path)
+        return path
+
     def report_lines(self) -> list[str]:
         rates = self.counts / self.period_s
         rule = f" of rule {self.rule}" if self.rule else ""

@@ -55,6 +55,10 @@ class EndpointFit:
     first_skipped: str = ""
     filtered: int = 0  # requests outside the path prefix
 
+    def report(self) -> list[str]:
+        """The fit report, one line each: counts, the mix, the latency fit, hangs, concurrency."""
+        return report_lines(self)
+
     @property
     def n_answered(self) -> int:
         return sum(self.status_counts.values())
@@ -251,3 +255,47 @@ def _window(start_at: np.ndarray, end_at: np.ndarray) -> tuple[float, float] | N
     if not known.any():
         return None
     return float(start_at[known].min()), float(end_at[known].max())
+
+
+def concurrency_caveat(fit: EndpointFit) -> str:
+    """How the peak concurrency was measured, when it is only approximate."""
+    if fit.time_resolution_s is not None and fit.time_resolution_s >= 1.0:
+        return " (on average over the busiest second: the log's times are to the second)"
+    return ""
+
+
+def report_lines(fit: EndpointFit) -> list[str]:
+    """The fit report for the terminal: counts, the mix, latency fit, hangs, concurrency."""
+    out = [f"read {fit.lines_read:,} lines of {fit.source}"]
+    if fit.skipped:
+        out.append(f"skipped {fit.skipped:,} malformed lines; the first: {fit.first_skipped}")
+    if fit.filtered:
+        out.append(f"left out {fit.filtered:,} requests outside the path")
+    out += [
+        f"requests: {fit.n_requests:,} ({fit.n_answered:,} answered, {fit.n_hangs:,} hung: "
+        f"{100 * fit.timeout_probability:.2f} %)",
+        "status mix: "
+        + ", ".join(
+            f"{status} {100 * share:.2f} % ({fit.status_counts[status]:,})"
+            for status, share in fit.mix.items()
+        ),
+        f"latency of answered requests: median {duration(fit.data_quantile(0.5))}, "
+        f"p90 {duration(fit.data_quantile(0.9))}, p99 {duration(fit.data_quantile(0.99))}",
+    ]
+    if fit.lognormal:
+        out.append(
+            f"lognormal fit: median {duration(fit.median_s)}, p99 {duration(fit.p99_s)} "
+            f"(sigma {fit.sigma:.3f}); KS distance {fit.ks_distance:.3f}"
+            + ("  -- a poor fit: consider --empirical" if fit.ks_distance > 0.05 else "")
+        )
+    if fit.retry_after_s:
+        out.append(
+            "Retry-After: " + ", ".join(f"{s}: {v:g} s" for s, v in fit.retry_after_s.items())
+        )
+    if fit.peak_concurrency is not None:
+        out.append(
+            f"observed peak concurrency: {fit.peak_concurrency}, a lower bound of the capacity"
+            f"{concurrency_caveat(fit)}"
+        )
+    out.extend(f"note: {note}" for note in fit.notes)
+    return out

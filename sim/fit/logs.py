@@ -1,4 +1,4 @@
-"""`fit_endpoint`: from access-log files to the fitted endpoint, its YAML block and its report.
+"""`fit_endpoint`: from access-log files to the fitted endpoint and its YAML block.
 
 The files are read in the format given (`sim.fit.formats`: nginx with its `log_format`, alb,
 csv, or detected), fitted (`sim.fit.endpoint`) and written as an `endpoint:` block with
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sim.errors import InputError
-from sim.fit.endpoint import EndpointFit, duration, fit_requests
+from sim.fit.endpoint import EndpointFit, concurrency_caveat, duration, fit_requests
 from sim.fit.formats import describe, log_format
 from sim.fit.requests import read_requests
 from sim.scenario.durations import parse_duration
@@ -87,7 +87,7 @@ def endpoint_yaml(fit: EndpointFit, empirical_csv: str | None = None) -> str:
     )
     if fit.peak_concurrency is not None:
         lines.append(
-            f"# observed peak concurrency {fit.peak_concurrency}{_resolution(fit)}: a lower bound "
+            f"# observed peak concurrency {fit.peak_concurrency}{concurrency_caveat(fit)}: a lower bound "
             "of the endpoint's capacity, e.g."
         )
         lines.append(f"#   capacity: {{concurrency: {fit.peak_concurrency}}}")
@@ -95,46 +95,3 @@ def endpoint_yaml(fit: EndpointFit, empirical_csv: str | None = None) -> str:
     block = {"endpoint": fit.endpoint_block(empirical_csv)}
     body = yaml.safe_dump(block, sort_keys=False, default_flow_style=None, width=100)
     return "\n".join(lines) + "\n" + body
-
-
-def _resolution(fit: EndpointFit) -> str:
-    if fit.time_resolution_s is not None and fit.time_resolution_s >= 1.0:
-        return " (on average over the busiest second: the log's times are to the second)"
-    return ""
-
-
-def report_lines(fit: EndpointFit) -> list[str]:
-    """The fit report for the terminal: counts, the mix, latency fit, hangs, concurrency."""
-    out = [f"read {fit.lines_read:,} lines of {fit.source}"]
-    if fit.skipped:
-        out.append(f"skipped {fit.skipped:,} malformed lines; the first: {fit.first_skipped}")
-    if fit.filtered:
-        out.append(f"left out {fit.filtered:,} requests outside the path")
-    out += [
-        f"requests: {fit.n_requests:,} ({fit.n_answered:,} answered, {fit.n_hangs:,} hung: "
-        f"{100 * fit.timeout_probability:.2f} %)",
-        "status mix: "
-        + ", ".join(
-            f"{status} {100 * share:.2f} % ({fit.status_counts[status]:,})"
-            for status, share in fit.mix.items()
-        ),
-        f"latency of answered requests: median {duration(fit.data_quantile(0.5))}, "
-        f"p90 {duration(fit.data_quantile(0.9))}, p99 {duration(fit.data_quantile(0.99))}",
-    ]
-    if fit.lognormal:
-        out.append(
-            f"lognormal fit: median {duration(fit.median_s)}, p99 {duration(fit.p99_s)} "
-            f"(sigma {fit.sigma:.3f}); KS distance {fit.ks_distance:.3f}"
-            + ("  -- a poor fit: consider --empirical" if fit.ks_distance > 0.05 else "")
-        )
-    if fit.retry_after_s:
-        out.append(
-            "Retry-After: " + ", ".join(f"{s}: {v:g} s" for s, v in fit.retry_after_s.items())
-        )
-    if fit.peak_concurrency is not None:
-        out.append(
-            f"observed peak concurrency: {fit.peak_concurrency}{_resolution(fit)} "
-            "(a lower bound of the capacity)"
-        )
-    out.extend(f"note: {note}" for note in fit.notes)
-    return out

@@ -357,6 +357,14 @@ def _value(value: Any, path: Path, line: int) -> float:
     return number
 
 
+def to_epoch(value: float | str) -> float:
+    """Epoch seconds of epoch seconds or an ISO 8601 time (UTC unless it says); ValueError."""
+    try:
+        return _epoch(value, Path("time"), 0)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 time (like 2026-03-02T09:00Z)") from None
+
+
 def _epoch(stamp: Any, path: Path, line: int) -> float:
     """Epoch seconds of an ISO 8601 timestamp (UTC unless it says otherwise) or epoch seconds."""
     if isinstance(stamp, int | float) and not isinstance(stamp, bool):

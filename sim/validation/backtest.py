@@ -46,6 +46,7 @@ from sim.scenario.metric_data import (
     MetricSeries,
     iso,
     read_metric_data,
+    to_epoch,
 )
 from sim.scenario.model import Scenario
 from sim.validation.backtest_fit import FitSurface, check_grid, fit_surface, p_value
@@ -102,10 +103,17 @@ class Observed:
 
 
 def observe_metrics(
-    data: MetricData, rule: str | None = None, period_s: float | None = None
+    data: MetricData,
+    rule: str | None = None,
+    period_s: float | None = None,
+    start_at: float | None = None,
+    end_at: float | None = None,
 ) -> Observed:
-    """The observed series of `rule` (InputError naming the file and line when they cannot be
-    put on one period grid, or there is no MatchedEvents to start the window with)."""
+    """The observed series of `rule` over the window (InputError naming the file and line when
+    they cannot be put on one period grid, or there is no MatchedEvents in the window).
+
+    `start_at`/`end_at` (epoch s) narrow the window to a part of the file (the default: from
+    the first to the last MatchedEvents datapoint)."""
     try:
         rule = data.resolve_rule(rule)
         chosen = data.rule_series(rule)
@@ -125,22 +133,30 @@ def observe_metrics(
                 data.source, f"line {series.line}", f"a second series of {series.describe()}"
             )
         usable.append(series)
-    matched = [s for s in usable if s.metric == "MatchedEvents" and s.times.size]
+    lo, hi = start_at if start_at is not None else -np.inf, end_at if end_at is not None else np.inf
+    matched = [
+        s
+        for s in usable
+        if s.metric == "MatchedEvents" and ((s.times >= lo) & (s.times < hi)).any()
+    ]
     if not matched:
+        where = "" if start_at is None and end_at is None else " in the window given"
         raise InputError(
             data.source,
             None,
-            f"no MatchedEvents datapoints{_of(rule)}: the window starts with them",
+            f"no MatchedEvents datapoints{_of(rule)}{where}: the window is that of the arrivals",
         )
-    start = float(matched[0].times[0])
-    end = float(matched[0].times[-1]) + period
+    times = matched[0].times[(matched[0].times >= lo) & (matched[0].times < hi)]
+    start = float(times[0]) if start_at is None else start_at
+    end = float(times[-1]) + period if end_at is None else end_at
+    if end - start < period / 2:
+        raise InputError(None, "window", f"{iso(start)} to {iso(end)} is shorter than a period")
     window = Window(start, period, max(1, round((end - start) / period)))
     values: dict[Series, np.ndarray] = {}
+    outside = 0
     for series in sorted(usable, key=lambda s: _ORDER.index(s.metric)):
         inside = (series.times >= start) & (series.times < end - period / 2)
-        if not inside.all():
-            outside = int((~inside).sum())
-            notes.append(f"{series.describe()}: {outside} datapoints outside the window left out")
+        outside += int((~inside).sum())
         steps = (series.times[inside] - start) / period
         index = np.rint(steps).astype(np.int64)
         off = np.flatnonzero(np.abs(steps - index) > 1e-6)
@@ -156,6 +172,10 @@ def observe_metrics(
         )
         grid[index] = series.values[inside]
         values[(str(series.metric), series.stat)] = grid
+    if outside:
+        notes.append(
+            f"{outside} datapoints outside the window ({iso(start)} to {iso(end)}) left out"
+        )
     return Observed(data.source, rule, window, values, notes)
 
 
@@ -316,6 +336,8 @@ def backtest(
     *,
     rule: str | None = None,
     period_s: float | None = None,
+    start_at: float | str | None = None,
+    end_at: float | str | None = None,
     replications: int = DEFAULT_REPLICATIONS,
     warm_up_s: float = 0.0,
     arrivals: ArrivalsSource = "observed",
@@ -326,14 +348,15 @@ def backtest(
 ) -> Backtest:
     """Test the model of `scenario` (with `overrides`) against the observed metrics, a
     GetMetricData JSON file or CSV export (see the module docstring). `fit` maps setting key
-    paths to the values to search (`sim.validation.backtest_fit.parse_fit` reads `lo:hi`)."""
+    paths to the values to search (`sim.validation.backtest_fit.parse_fit` reads `lo:hi`);
+    `start_at`/`end_at` (ISO 8601 or epoch s) narrow the window to a part of the file."""
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     scenario = with_overrides(scenario, dict(overrides or {}))
     data = metrics if isinstance(metrics, MetricData) else _read(Path(metrics))
     if replications < MIN_REPLICATIONS:
         raise InputError(None, "replications", f"at least {MIN_REPLICATIONS} (got {replications})")
-    observed = observe_metrics(data, rule, period_s)
+    observed = observe_metrics(data, rule, period_s, _at(start_at, "start"), _at(end_at, "end"))
     window = observed.window
     first = math.ceil(warm_up_s / window.period_s - 1e-9)
     if first >= window.n_periods:
@@ -357,6 +380,15 @@ def backtest(
     if grid:
         result.fit = fit_surface(grid, rows[1:], items.names, items.floors, observed_values, alpha)
     return result
+
+
+def _at(value: float | str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return to_epoch(value)
+    except ValueError as err:
+        raise InputError(None, "window", f"{name}: {err}") from None
 
 
 def _read(path: Path) -> MetricData:
