@@ -6,7 +6,6 @@ Each draws on `ax` (a new figure if None) and returns it, as `sim.report.plots` 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -21,20 +20,20 @@ from sim.report.outputs import save_figure
 def plot_latency_fit(fit: EndpointFit, ax: plt.Axes | None = None) -> plt.Axes:
     """CDF of the answered requests' latencies against the fitted lognormal (log time axis)."""
     ax = ax or plt.subplots(figsize=(8, 4.5))[1]
-    data = np.maximum(fit.latencies_s, 1e-4)
+    values, counts = np.unique(np.maximum(fit.latencies_s, 1e-4), return_counts=True)
     ax.step(
-        data,
-        np.arange(1, data.size + 1) / data.size,
+        values,
+        np.cumsum(counts) / counts.sum(),
         where="post",
         color="C3",
         linewidth=2,
-        label=f"data ({data.size:,} answered requests)",
+        label=f"data ({fit.latencies_s.size:,} answered requests)",
     )
     if fit.lognormal:
-        from scipy import stats
+        from scipy.special import ndtr  # the normal CDF, without loading scipy.stats
 
-        grid = np.geomspace(data.min(), data.max() * 1.5, 400)
-        fitted = stats.lognorm(s=fit.sigma, scale=math.exp(fit.mu)).cdf(grid)
+        grid = np.geomspace(values[0], values[-1] * 1.5, 400)
+        fitted = ndtr((np.log(grid) - fit.mu) / fit.sigma)
         ax.plot(
             grid,
             fitted,
