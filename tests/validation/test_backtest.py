@@ -180,7 +180,7 @@ def test_bad_input_is_one_error_line(tmp_path: Path):
     path = observed_file(tmp_path / "observed.json", scenario())
     model = tmp_path / "model.yaml"
     model.write_text(json.dumps(TRUE))
-    base = ["backtest", str(model), "--metrics", str(path)]
+    base = ["backtest", str(model), "--metrics", str(path), "--out", str(tmp_path / "report")]
 
     def error(*extra: str) -> str:
         return one_error_line(runner.invoke(app, [*base, *extra]))
