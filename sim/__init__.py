@@ -8,7 +8,8 @@ The packages follow the one-way flow of design §2; each imports only those list
     des | live                               the two engines, independent of each other
     results, runner                          metrics from records; running replications
     plan                                     a bus scenario drafted from the user's template
-    analysis, report                         sweeps, sizing, sensitivity; folders and plots
+    analysis, fit, report                    sweeps, sizing, sensitivity; fits to the user's data;
+                                             folders and plots
     validation, cli                          the live core against the model; the command line
 
 The public API is what `__all__` lists; everything else is internal. Names load on first use
@@ -22,6 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 _PUBLIC = {
     "InputError": "sim.errors",
+    "backtest": "sim.validation.backtest",
+    "fit_arrivals": "sim.fit.arrivals",
+    "fit_endpoint": "sim.fit.logs",
     "RunResult": "sim.results.run",
     "Scenario": "sim.scenario.model",
     "load_scenario": "sim.scenario.loading",
@@ -36,6 +40,9 @@ __all__ = [
     "InputError",
     "RunResult",
     "Scenario",
+    "backtest",
+    "fit_arrivals",
+    "fit_endpoint",
     "load_scenario",
     "plots",
     "simulate",
@@ -67,8 +74,11 @@ if TYPE_CHECKING:
     from sim.analysis.sizing import size_rate_limit
     from sim.analysis.sweeps import sweep
     from sim.errors import InputError
+    from sim.fit.arrivals import fit_arrivals
+    from sim.fit.logs import fit_endpoint
     from sim.report import plots
     from sim.results.run import RunResult
     from sim.runner.simulate import simulate
     from sim.scenario.loading import load_scenario, with_overrides
     from sim.scenario.model import Scenario
+    from sim.validation.backtest import backtest

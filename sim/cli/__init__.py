@@ -28,6 +28,7 @@ FLAGS = {
     "batch_size": "--batch-size",
     "dask": "--dask",
     "grid": "--vary",
+    "layout": "--log-format",
     "listen": "--listen",
     "max_rate": "--max",
     "min_rate": "--min",
@@ -35,7 +36,12 @@ FLAGS = {
     "out_dir": "--out",
     "out_file": "--out",
     "overload_tolerance": "--max-overload",
+    "path": "--path",
+    "replications": "--replications",
     "step": "--step",
+    "timeout": "--timeout",
+    "window": "--start/--end",
+    "warm_up": "--warm-up",
     "workers": "--workers",
 }
 """The option that sets each library parameter, so an error names what the user typed."""
@@ -161,7 +167,7 @@ def file_plots() -> None:
 def _register() -> None:
     from sim.cli import model  # noqa: F401  (commands register themselves on import)
 
-    for optional in ("live", "endpoint", "analysis", "validation", "plan"):
+    for optional in ("live", "endpoint", "analysis", "validation", "plan", "fit"):
         try:
             __import__(f"sim.cli.{optional}")
         except ModuleNotFoundError as err:

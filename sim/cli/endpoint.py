@@ -23,6 +23,10 @@ def endpoint(
     log: Annotated[
         Path | None, typer.Option(help="Request log: .csv, else JSONL (secrets redacted).")
     ] = None,
+    access_log: Annotated[
+        Path | None,
+        typer.Option(help='nginx-style access log ("timed combined"), for `sim fit endpoint`.'),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: scenario's).")] = None,
     set_: Annotated[
         list[str] | None,
@@ -46,6 +50,7 @@ def endpoint(
 
     Prints `listening on URL` once ready; runs until Ctrl-C or SIGTERM.
     """
+    from sim.endpoint.access_log import AccessLog
     from sim.endpoint.server import EndpointServer, OAuthSettings, RequestLog, describe, serve
     from sim.live.delivery import loops
 
@@ -62,18 +67,20 @@ def endpoint(
     oauth = None
     if oauth_client_id is not None and oauth_client_secret is not None:
         oauth = OAuthSettings(oauth_client_id, oauth_client_secret, oauth_token_lifetime)
-    if log is not None:
-        new_file(log, "--log")
-    listen_address(host, port, "--host", "--port")  # before the log file is created
-    created = log is not None and not log.exists()
+    for path, option in ((log, "--log"), (access_log, "--access-log")):
+        if path is not None:
+            new_file(path, option)
+    listen_address(host, port, "--host", "--port")  # before the log files are created
+    created = [p for p in (log, access_log) if p is not None and not p.exists()]
     request_log = RequestLog(log, keep=False)
-    server = EndpointServer(scenario, seed=seed, oauth=oauth, log=request_log)
+    access = AccessLog(access_log) if access_log is not None else None
+    server = EndpointServer(scenario, seed=seed, oauth=oauth, log=request_log, access_log=access)
     typer.echo(f"serving {describe(scenario)}", err=True)
     try:
         serve(server, host, port, announce=_announce, run=lambda main: loops.run(main, loop_name))
     except OSError as err:  # taken since it was checked
-        if created and log is not None:
-            log.unlink(missing_ok=True)
+        for path in created:
+            path.unlink(missing_ok=True)
         raise InputError(None, "--port", f"cannot listen on {host}:{port}: {err}") from None
 
 

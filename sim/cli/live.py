@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
     from sim.live.config.loading import CoreConfig
     from sim.live.delivery.store import Durability
-    from sim.live.service import CsvRecords, Events, RunSummary
+    from sim.live.service import Events, RunSummary
+    from sim.records import Sink
 
 # aiohttp and the core load inside the commands that need them: `sim` starts fast.
 
@@ -73,8 +74,16 @@ def run(
             "a power loss or OS crash (an fsync per commit).",
         ),
     ] = "normal",
+    metrics: Annotated[
+        Path | None,
+        typer.Option("--metrics", help="Write the run's CloudWatch metrics (GetMetricData JSON)."),
+    ] = None,
+    metrics_period: Annotated[
+        str, typer.Option("--metrics-period", help="Period of the --metrics datapoints.")
+    ] = "1m",
 ) -> None:
     """Deliver events: resume pending deliveries, ingest events, run until idle or Ctrl-C."""
+    from sim.cli.core_metrics import CoreMetrics
     from sim.live.config.loading import load_config
     from sim.live.delivery import loops
     from sim.live.ingest import Envelope, read_event_file, stdin_events
@@ -86,8 +95,10 @@ def run(
     mode = _durability(durability)
     address = _address(listen) if listen is not None else None
     database(db)
-    if records is not None:
-        new_file(records, "--records")
+    for path, option in ((records, "--records"), (metrics, "--metrics")):
+        if path is not None:
+            new_file(path, option)
+    watch = CoreMetrics(metrics, metrics_period) if metrics is not None else None
     if events not in (None, "-"):
         existing_file(Path(events), "--events")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
@@ -100,8 +111,10 @@ def run(
         source = read_event_file(Path(events), envelope)  # checked whole before accepting any
     listener = _listener(config, address) if address is not None else None
     sink = CsvRecords(records) if records is not None else None
+    if watch is not None:
+        watch.sink.inner = sink
     try:
-        work = _serve(config, db, source, listener, until_idle, sink, mode)
+        work = _serve(config, db, source, listener, until_idle, watch.sink if watch else sink, mode)
         summary = loops.run(work, loop_name)
     except BaseException:
         if sink is not None:
@@ -112,6 +125,8 @@ def run(
             listener.close()
     if sink is not None:
         sink.close()
+    if watch is not None:
+        watch.write(db)
     _report(summary)
 
 
@@ -145,7 +160,7 @@ async def _serve(
     source: Events | None,
     listener: socket.socket | None,
     until_idle: bool,
-    sink: CsvRecords | None,
+    sink: Sink | None,
     durability: Durability,
 ) -> RunSummary:
     from sim.live.service import run_core

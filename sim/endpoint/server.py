@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 from aiohttp import web
 
+from sim.endpoint.access_log import AccessLog
 from sim.endpoint.model import EndpointModel, service_quantile
 from sim.endpoint.queue import ServerQueue
 from sim.rng import generator
@@ -188,12 +189,14 @@ class EndpointServer:
         oauth: OAuthSettings | None = None,
         log: RequestLog | None = None,
         shutdown_timeout_s: float = 1.0,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.scenario = scenario
         self.model = EndpointModel(scenario.endpoint)
         self.hang_s = scenario.destination.timeout if hang_s is None else hang_s
         self.oauth = oauth
         self.log = log if log is not None else RequestLog()
+        self.access_log = access_log  # an nginx "timed combined" log, for `sim fit endpoint`
         self.n_tokens_issued = 0
         self.t0 = 0.0
         self.base_url = ""
@@ -292,6 +295,20 @@ class EndpointServer:
             )
         finally:
             self.log.close_record(record)
+            if self.access_log is not None:
+                self._log_access(request, record)
+
+    def _log_access(self, request: web.Request, record: RequestRecord) -> None:
+        assert self.access_log is not None
+        self.access_log.write(
+            remote=request.remote,
+            method=record.method,
+            path=record.path,
+            status=record.status,
+            client_gone=record.client_gone,
+            request_time_s=(record.completed_at or self.now()) - record.arrival_at,
+            user_agent=record.headers.get("User-Agent", ""),
+        )
 
     def _answer(
         self, request: web.Request, record: RequestRecord, response: web.Response
@@ -451,6 +468,8 @@ def serve(
         run(main())
     finally:
         server.log.close()
+        if server.access_log is not None:
+            server.access_log.close()
 
 
 def describe(scenario: Scenario) -> str:

@@ -1,4 +1,5 @@
-"""Every plot the reports draw, for notebooks too: a model run's, a sweep's, sizing's, sensitivity's.
+"""Every plot the reports draw, for notebooks too: a model run's, a sweep's, sizing's, sensitivity's,
+and the fits to the user's data (from `sim.report.fit`).
 
 Each run plot draws on `ax` (a new figure if None) and returns it; the analysis plots return a
 figure. The matplotlib backend is left alone (a notebook keeps its inline plots; the commands
@@ -17,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sim.analysis.sweeps import SweepResult, label
+from sim.report.fit import plot_arrivals_fit, plot_latency_fit  # noqa: F401  (public here too)
 from sim.report.outputs import number
 from sim.results.run import RunResult
 from sim.results.tables import ci_half_width

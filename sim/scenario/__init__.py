@@ -4,9 +4,10 @@
 defaults live only there), `sections` (arrivals, endpoint, destination, retry policy, SLO),
 `bus` (the bus form's sections and `Bus`, the one normalized view every engine reads),
 `loading` (YAML, `--set` overrides, one-line errors), `durations` (`250ms`, `2h`, ...),
-`csv_inputs` (counts, traces, latency samples read and checked), `arrivals` (the arrival
-processes a scenario describes, drawn window by window) and `offered` (the first-attempt load
-a bus offers each limit, as `sim check` prints it).
+`csv_inputs` (counts, traces, latency samples read and checked), `metric_data` (CloudWatch
+GetMetricData responses of EventBridge, read and written), `arrivals` (the arrival processes a
+scenario describes, drawn window by window) and `offered` (the first-attempt load a bus offers
+each limit, as `sim check` prints it).
 
 May import: `sim.errors` only.
 """

@@ -1,6 +1,8 @@
-"""CSV inputs of a scenario (binned counts, arrival traces, latency samples), read and checked.
+"""CSV inputs of a scenario (binned counts, arrival traces, latency samples), read and checked;
+binned counts may also come from a GetMetricData JSON file (`sim.scenario.metric_data`).
 
-Every problem raises ValueError with one line naming the CSV file, the column and what is wrong.
+Every problem raises ValueError with one line naming the file, the column or line and what is
+wrong.
 """
 
 from __future__ import annotations
@@ -103,36 +105,58 @@ def read_counts(
     if (counts < 0).any():
         row = int(np.flatnonzero(counts < 0)[0])
         raise ValueError(f"{path}: column {count_column!r} line {row + 2}: negative count")
+    lines = np.arange(starts.size) + 2  # the CSV line of each row (line 1 is the header)
+    if bin_s is None and starts.size < 2:
+        raise ValueError(f"{path}: one row only; set `bin` to give the bin width")
+    spacing = np.diff(np.sort(starts))
+    width = bin_s if bin_s is not None else float(np.median(spacing))
+    note = "" if bin_s is not None else " (the median spacing of the rows; set `bin` to give it)"
+    return count_pieces(starts, counts, lines, width, f"{path}: column {time_column!r}", note)
+
+
+def read_metric_counts(
+    path: Path, metric: str, rule: str | None, bin_s: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`read_counts` for one series of a GetMetricData JSON file: missing datapoints are bins
+    without arrivals; the bin is `bin_s`, else the file's period (`MetricData.period`)."""
+    from sim.scenario.metric_data import read_metric_data
+
+    data = read_metric_data(path)
+    series = data.select(metric, rule)
+    if not series.is_count:
+        raise ValueError(f"{path}: {metric} is not a count of events")
+    if series.times.size == 0:
+        raise ValueError(f"{path}: line {series.line}: series {series.label!r} has no datapoints")
+    width = data.period(bin_s)
+    note = "" if bin_s is not None else " (the file's period; set `bin` to give it)"
+    where = f"{path}: series {series.label or series.id!r}"
+    return count_pieces(series.times, series.values, series.lines, width, where, note)
+
+
+def count_pieces(
+    starts: np.ndarray, counts: np.ndarray, lines: np.ndarray, bin_s: float, where: str,
+    note: str = "",
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Counts per bin starting at `starts` (any order; `lines` name them in errors) -> (piece
+    edges in s since the first bin, rate per second of each piece), zero-rate pieces in gaps."""
     order = np.argsort(starts, kind="stable")
     starts, counts = starts[order] - starts.min(), counts[order]
-    lines = order + 2  # the CSV line of each sorted row (line 1 is the header)
+    lines = lines[order]
     spacing = np.diff(starts)
     if np.any(spacing == 0):
         i = int(np.flatnonzero(spacing == 0)[0])
-        raise ValueError(
-            f"{path}: column {time_column!r} line {lines[i + 1]}: repeats the bin start of "
-            f"line {lines[i]}"
-        )
-    inferred = bin_s is None
-    if bin_s is None:
-        if len(starts) < 2:
-            raise ValueError(f"{path}: one row only; set `bin` to give the bin width")
-        bin_s = float(np.median(spacing))
+        raise ValueError(f"{where} line {lines[i + 1]}: repeats the bin start of line {lines[i]}")
     tolerance = 1e-9
     close = spacing < bin_s - tolerance
     if close.any():
         i = int(np.flatnonzero(close)[0])
-        width = f"the bin width of {bin_s:g} s" + (
-            " (the median spacing of the rows; set `bin` to give it)" if inferred else ""
-        )
         raise ValueError(
-            f"{path}: column {time_column!r} line {lines[i + 1]}: starts {spacing[i]:g} s after "
-            f"line {lines[i]}, less than {width}"
+            f"{where} line {lines[i + 1]}: starts {spacing[i]:g} s after line {lines[i]}, less "
+            f"than the bin width of {bin_s:g} s{note}"
         )
     if starts[-1] + bin_s <= starts[-1]:
         raise ValueError(
-            f"{path}: column {time_column!r}: a bin of {bin_s:g} s is below the resolution of "
-            f"times up to {starts[-1]:g} s"
+            f"{where}: a bin of {bin_s:g} s is below the resolution of times up to {starts[-1]:g} s"
         )
     # Row i is the piece [starts[i], starts[i] + bin); where the next row starts later than that
     # (beyond the tolerance), the gap up to it is one more piece, of rate 0.

@@ -28,8 +28,9 @@ from pydantic import (
     model_validator,
 )
 
-from sim.scenario.csv_inputs import read_counts, read_samples
+from sim.scenario.csv_inputs import read_counts, read_metric_counts, read_samples
 from sim.scenario.durations import format_duration, parse_duration
+from sim.scenario.metric_data import is_metric_data_json
 
 MAX_DURATION_S = 1e9
 """Longest duration anywhere in a scenario (about 31 years): longer ones cannot be shown back."""
@@ -62,6 +63,8 @@ MAX_CONCURRENCY = 100_000
 MAX_HORIZON_S = 31 * 86400.0
 """Longest horizon: a month (checks and runs hold per-second arrays over the horizon)."""
 Rate = Annotated[float, Field(ge=0, le=MAX_RATE_PER_SECOND)]
+DEFAULT_COUNTS_METRIC = "MatchedEvents"
+"""The series a `counts` source reads from a GetMetricData file unless `metric` says otherwise."""
 
 
 class LocatedError(ValueError):
@@ -137,21 +140,40 @@ class DiurnalArrivals(Strict):
 
 
 class CountsArrivals(Strict):
-    """Non-homogeneous Poisson arrivals from binned counts in a CSV (e.g. a per-minute metrics export)."""
+    """Non-homogeneous Poisson arrivals from binned counts: a CSV (e.g. a per-minute metrics
+    export; `time_column`, `count_column`) or a GetMetricData JSON file (`.json`; `metric`,
+    default MatchedEvents, and `rule` when it holds several rules; missing minutes are zero)."""
 
     kind: Literal["counts"]
     path: CsvPath
-    time_column: str
-    count_column: str
+    time_column: str | None = None
+    count_column: str | None = None
+    metric: str | None = None
+    rule: str | None = None
     bin: PositiveDuration | None = None
     scale: Annotated[float, Field(ge=0)] = 1.0
     _bins: Loaded = PrivateAttr()
 
     @model_validator(mode="after")
     def _load(self) -> CountsArrivals:
-        self._bins = Loaded(
-            *read_counts(Path(self.path), self.time_column, self.count_column, self.bin)
-        )
+        path = Path(self.path)
+        if is_metric_data_json(path):
+            if self.time_column is not None or self.count_column is not None:
+                raise ValueError(
+                    "a GetMetricData JSON file has no columns: select its series with `metric` "
+                    "(default MatchedEvents) and `rule`"
+                )
+            metric = self.metric or DEFAULT_COUNTS_METRIC
+            self._bins = Loaded(*read_metric_counts(path, metric, self.rule, self.bin))
+        else:
+            if self.metric is not None or self.rule is not None:
+                raise ValueError(
+                    "`metric` and `rule` select a series of a GetMetricData JSON file (.json); "
+                    "a CSV takes `time_column` and `count_column`"
+                )
+            if self.time_column is None or self.count_column is None:
+                raise ValueError("a counts CSV needs `time_column` and `count_column`")
+            self._bins = Loaded(*read_counts(path, self.time_column, self.count_column, self.bin))
         peak = float(self.bins[1].max())
         if peak > MAX_RATE_PER_SECOND:
             raise ValueError(

@@ -195,6 +195,12 @@ class Calibration:
         live_values = np.append(
             items_of([live]).values[0], _ks(live.delay_histogram.astype(float), self.pooled)
         )
+        return self.test_values(live_values, live.delay_histogram)
+
+    def test_values(
+        self, live_values: np.ndarray, live_histogram: np.ndarray | None = None
+    ) -> Comparison:
+        """Compare one observation's item values (in `names` order) with the model."""
         z_live = self.standard.z(live_values, self.one_sided)
         pi = np.nanquantile(self.values, [0.025, 0.975], axis=0)
         median, c = self.standard.median, self.critical
@@ -215,6 +221,11 @@ class Calibration:
                     undefined_share=float(undefined[j]),
                 )
             )
+        ks_p, cdf_model, cdf_live, band = math.nan, np.empty(0), np.empty(0), np.empty((2, 0))
+        if live_histogram is not None and self.histograms.size:
+            ks_p = _plain_ks_p(live_histogram, self.pooled)
+            cdf_model, cdf_live = _cdf(self.pooled), _cdf(live_histogram.astype(float))
+            band = np.nanquantile(_cdf(self.histograms), [0.025, 0.975], axis=0)
         return Comparison(
             alpha=self.alpha,
             replications=self.replications,
@@ -222,10 +233,10 @@ class Calibration:
             statistic=float(np.abs(z_live[self.tested]).max(initial=0.0)),
             items=items,
             held_out=self.held_out,
-            ks_plain_p=_plain_ks_p(live.delay_histogram, self.pooled),
-            delay_cdf_model=_cdf(self.pooled),
-            delay_cdf_live=_cdf(live.delay_histogram.astype(float)),
-            delay_band=np.nanquantile(_cdf(self.histograms), [0.025, 0.975], axis=0),
+            ks_plain_p=ks_p,
+            delay_cdf_model=cdf_model,
+            delay_cdf_live=cdf_live,
+            delay_band=band,
         )
 
 
@@ -240,6 +251,19 @@ def calibrate(model: Sequence[Observation], alpha: float = ALPHA) -> Calibration
     values = np.column_stack((items.values, ks))
     floors = np.append(items.floors, KS_FLOOR)
     one_sided = np.append(items.one_sided, True)
+    names = [*items.names, KS_ITEM]
+    return calibrate_items(Items(names, floors, one_sided, values), alpha, histograms)
+
+
+def calibrate_items(
+    items: Items, alpha: float = ALPHA, histograms: np.ndarray | None = None
+) -> Calibration:
+    """`calibrate` for any items: one row of values per model replication, each held out in
+    turn (the backtest's per-period metrics use it; `histograms`: delay histograms, if any)."""
+    values, floors, one_sided = items.values, items.floors, items.one_sided
+    n = values.shape[0]
+    if n < MIN_REPLICATIONS:
+        raise ValueError(f"{n} model replications; at least {MIN_REPLICATIONS} are needed")
     k = math.ceil((1 - alpha) * (n + 1))
     tested = _defined_enough(values, n - k)
     held_out = np.empty(n)
@@ -248,14 +272,14 @@ def calibrate(model: Sequence[Observation], alpha: float = ALPHA) -> Calibration
         held_out[i] = np.abs(standard.z(values[i], one_sided)[tested]).max(initial=0.0)
     return Calibration(
         alpha=alpha,
-        names=[*items.names, KS_ITEM],
+        names=list(items.names),
         floors=floors,
         one_sided=one_sided,
         values=values,
         standard=Standard.of(values, floors),
         held_out=held_out,
         critical=float(np.sort(held_out)[k - 1]),
-        histograms=histograms,
+        histograms=np.zeros((n, 0)) if histograms is None else histograms,
         tested=tested,
     )
 

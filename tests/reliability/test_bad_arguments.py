@@ -27,12 +27,13 @@ import yaml
 from typer.testing import CliRunner
 
 from sim.cli import app
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 PATH_AND_ADDRESS_OPTIONS = (
-    "--db", "--records", "--out", "--metrics", "--log", "--events", "--listen", "--host", "--port",
+    "--db", "--records", "--out", "--metrics", "--log", "--access-log", "--plot", "--events",
+    "--listen", "--host", "--port",
 )  # fmt: skip
 """Options naming a file, folder or address: each one a command has must be tested."""
 
@@ -82,6 +83,22 @@ def _analysis(command: str, env: Env, *more: str) -> list[str]:
     return [command, str(env.scenario), "--workers", "1", *more]
 
 
+FROM_DATA = ROOT / "examples" / "from-data"
+
+
+def _fit_endpoint(env: Env, *more: str) -> list[str]:
+    return ["fit", "endpoint", str(FROM_DATA / "access.log.gz"), *more]
+
+
+def _fit_arrivals(env: Env, *more: str) -> list[str]:
+    return ["fit", "arrivals", str(FROM_DATA / "metrics.json"), *more]
+
+
+def _backtest(env: Env, *more: str) -> list[str]:
+    production = str(FROM_DATA / "production.yaml")
+    return ["backtest", production, "--metrics", str(FROM_DATA / "metrics.json"), *more]
+
+
 def _sweep(env: Env, *more: str) -> list[str]:
     return _analysis(
         "sweep", env, "--vary", "destination.invocation_rate_limit_per_second=50,60", *more
@@ -100,6 +117,10 @@ CASES: dict[str, list[Case]] = {
         c("db-is-a-folder", "--db", lambda e: ["core", "run", str(e.config), "--db", str(e.root)]),
         c("db-under-a-file", "--db", lambda e: ["core", "run", str(e.config), "--db", str(e.a_file / "c.db")]),
         c("records-missing-folder", "--records", lambda e: _core(e, "--records", str(e.missing / "a.csv"))),
+        c("metrics-missing-folder", "--metrics", lambda e: _core(e, "--metrics", str(e.missing / "m.json"))),
+        c("metrics-unwritable", "--metrics", lambda e: _core(e, "--metrics", str(e.unwritable / "m.json"))),
+        c("metrics-is-a-folder", "--metrics", lambda e: _core(e, "--metrics", str(e.root))),
+        c("metrics-period", "--metrics-period", lambda e: _core(e, "--metrics", str(e.root / "work" / "m.json"), "--metrics-period", "0s")),
         c("records-unwritable", "--records", lambda e: _core(e, "--records", str(e.unwritable / "a.csv"))),
         c("records-is-a-folder", "--records", lambda e: _core(e, "--records", str(e.root))),
         c("events-missing", "--events", lambda e: _core(e, "--events", str(e.missing / "e.jsonl"))),
@@ -149,6 +170,8 @@ CASES: dict[str, list[Case]] = {
         c("log-missing-folder", "--log", lambda e: _endpoint(e, "--log", str(e.missing / "r.jsonl"))),
         c("log-unwritable", "--log", lambda e: _endpoint(e, "--log", str(e.unwritable / "r.jsonl"))),
         c("log-is-a-folder", "--log", lambda e: _endpoint(e, "--log", str(e.root))),
+        c("access-log-missing-folder", "--access-log", lambda e: _endpoint(e, "--access-log", str(e.missing / "a.log"))),
+        c("access-log-unwritable", "--access-log", lambda e: _endpoint(e, "--access-log", str(e.unwritable / "a.log"))),
         c("log-and-busy-port", "--port", lambda e: ["endpoint", str(e.scenario), "--port", str(e.busy_port), "--log", str(e.root / "work" / "r.jsonl")]),
         c("seed", "--seed", lambda e: _endpoint(e, "--seed", "-3")),
         c("token-lifetime-nan", "--oauth-token-lifetime", lambda e: _endpoint(e, "--oauth-client-id", "a", "--oauth-client-secret", "b", "--oauth-token-lifetime", "nan")),
@@ -179,6 +202,35 @@ CASES: dict[str, list[Case]] = {
         c("replications", "--replications", lambda e: _analysis("sensitivity", e, "--replications", "x")),
         c("out-unwritable", "--out", lambda e: _analysis("sensitivity", e, "--out", str(e.unwritable / "o"))),
         c("out-not-a-report", "--out", lambda e: _analysis("sensitivity", e, "--out", str(e.not_a_report))),
+    ],
+    "fit endpoint": [
+        c("log-missing", lambda e: str(e.missing / "a.log"), lambda e: ["fit", "endpoint", str(e.missing / "a.log")]),
+        c("format", "--format", lambda e: _fit_endpoint(e, "--format", "apache")),
+        c("timeout", "--timeout", lambda e: _fit_endpoint(e, "--timeout", "soon")),
+        c("log-format", "--log-format", lambda e: _fit_endpoint(e, "--log-format", "$nonsense")),
+        c("empirical-without-out", "--empirical", lambda e: _fit_endpoint(e, "--empirical")),
+        c("out-missing-folder", "--out", lambda e: _fit_endpoint(e, "--out", str(e.missing / "e.yaml"))),
+        c("out-unwritable", "--out", lambda e: _fit_endpoint(e, "--out", str(e.unwritable / "e.yaml"))),
+        c("out-is-a-folder", "--out", lambda e: _fit_endpoint(e, "--out", str(e.root))),
+        c("plot-missing-folder", "--plot", lambda e: _fit_endpoint(e, "--out", str(e.root / "work" / "e.yaml"), "--plot", str(e.missing / "p.png"))),
+    ],
+    "fit arrivals": [
+        c("metrics-missing", lambda e: str(e.missing / "m.json"), lambda e: ["fit", "arrivals", str(e.missing / "m.json")]),
+        c("period", "--period", lambda e: _fit_arrivals(e, "--period", "soon")),
+        c("out-missing-folder", "--out", lambda e: _fit_arrivals(e, "--out", str(e.missing / "a.yaml"))),
+        c("out-unwritable", "--out", lambda e: _fit_arrivals(e, "--out", str(e.unwritable / "a.yaml"))),
+        c("plot-unwritable", "--plot", lambda e: _fit_arrivals(e, "--out", str(e.root / "work" / "a.yaml"), "--plot", str(e.unwritable / "p.png"))),
+    ],
+    "backtest": [
+        c("metrics-missing", "--metrics", lambda e: ["backtest", str(e.scenario), "--metrics", str(e.missing / "m.json")]),
+        c("metrics-is-a-folder", "--metrics", lambda e: ["backtest", str(e.scenario), "--metrics", str(e.root)]),
+        c("replications", "--replications", lambda e: _backtest(e, "--replications", "1")),
+        c("fit", "--fit", lambda e: _backtest(e, "--fit", "x")),
+        c("start", "--start", lambda e: _backtest(e, "--start", "yesterday")),
+        c("arrivals", "--arrivals", lambda e: _backtest(e, "--arrivals", "both")),
+        c("warm-up", "--warm-up", lambda e: _backtest(e, "--warm-up", "soon")),
+        c("out-unwritable", "--out", lambda e: _backtest(e, "--out", str(e.unwritable / "o"))),
+        c("out-not-a-report", "--out", lambda e: _backtest(e, "--out", str(e.not_a_report))),
     ],
     "scenario": [
         c("config-missing", lambda e: str(e.missing / "core.yaml"), lambda e: ["scenario", str(e.missing / "core.yaml")]),
