@@ -23,7 +23,8 @@ import numpy as np
 import simpy
 
 from sim import policy
-from sim.des.queues import ITEM, ArrivalBuffer, FifoQueue, RetryPool
+from sim.des.items import Items, concat
+from sim.des.queues import ArrivalBuffer, FifoQueue, RetryPool
 from sim.des.selection import (
     Block,
     FifoSelector,
@@ -52,11 +53,11 @@ class Decided:
     live: np.ndarray  # block positions of the items sent (not aged out)
     keys: np.ndarray  # identity of each sent item
     rows: dict[str, np.ndarray]  # record columns and draws, one entry per sent item
-    children: np.ndarray  # ITEM records of the retries they produced
+    children: Items  # the retries they produced
     parents: np.ndarray  # block position of each child's attempt
 
 
-def _as_set(items: np.ndarray) -> set[int]:
+def _as_set(items: Items) -> set[int]:
     return set(identity(items).tolist())
 
 
@@ -182,14 +183,17 @@ class Model:
         k = block.settled(decided.children, decided.parents)
         self._commit(block, decided, k)
         self._resize_block(cut=k < block.items.size)
-        deadline = policy.age_deadline(block.items["arrival_at"][:k], self.policy)
+        deadline = policy.age_deadline(block.items.arrival_at[:k], self.policy)
         reached = np.where(block.expired[:k], deadline, block.dispatch_at[:k])
         return float(reached.max())
 
     def _decide(self, block: Block, previous: Decided | None) -> Decided:
         """Outcomes of the block's attempts; those unchanged since `previous` are reused."""
         live = np.flatnonzero(~block.expired)
-        items, dispatch_at = block.items[live], block.dispatch_at[live]
+        if live.size == block.items.size:  # nothing aged out: no copy
+            items, dispatch_at = block.items, block.dispatch_at
+        else:
+            items, dispatch_at = block.items[live], block.dispatch_at[live]
         keys = identity(items)
         fresh = np.ones(live.size, dtype=bool)
         if previous is not None and self.server is None and previous.keys.size:
@@ -199,8 +203,9 @@ class Model:
             fresh = (previous.keys[match] != keys) | (
                 previous.rows["dispatch_at"][match] != dispatch_at
             )
-        rows = self._attempt(items[fresh], dispatch_at[fresh])
-        if not fresh.all():
+        every = bool(fresh.all())
+        rows = self._attempt(items, dispatch_at) if every else self._attempt(items[fresh], dispatch_at[fresh])
+        if not every:
             assert previous is not None
             reused = {name: column[match[~fresh]] for name, column in previous.rows.items()}
             merged = {}
@@ -210,22 +215,23 @@ class Model:
                 merged[name] = full
             rows = merged
         waiting = rows["final"] == policy.NO_FINAL
-        children = np.zeros(int(waiting.sum()), dtype=ITEM)
-        children["ready_at"] = rows["next_ready_at"][waiting]
-        children["arrival_at"] = items["arrival_at"][waiting]
-        children["event_id"] = items["event_id"][waiting]
-        children["retries_done"] = items["retries_done"][waiting] + 1
-        children["previous_backoff_s"] = rows["backoff_s"][waiting]
+        children = Items(
+            rows["next_ready_at"][waiting],
+            items.arrival_at[waiting],
+            items.event_id[waiting],
+            (items.retries_done[waiting] + 1).astype(np.int16),
+            rows["backoff_s"][waiting],
+        )
         return Decided(live, keys, rows, children, live[waiting])
 
-    def _attempt(self, items: np.ndarray, dispatch_at: np.ndarray) -> dict[str, np.ndarray]:
+    def _attempt(self, items: Items, dispatch_at: np.ndarray) -> dict[str, np.ndarray]:
         """Send attempts to the endpoint and decide each (S4–S9).
 
         Draws are keyed to (event, attempt), so an attempt's dice do not depend on the block.
         With a capacity-limited endpoint the queue state is advanced on a copy (kept in
         `self._server_after`), since a block may be decided more than once.
         """
-        event_id, attempt = items["event_id"], items["retries_done"] + 1
+        event_id, attempt = items.event_id, items.retries_done + 1
         u = {name: stream.at(event_id, attempt) for name, stream in self.draws.items()}
         status, service, hang = self.endpoint.draw(
             dispatch_at, u["status"], u["hang"], u["latency"]
@@ -243,14 +249,14 @@ class Model:
         complete_at = dispatch_at + np.where(timed_out, self.timeout, response)
         kind = policy.classify(status, self.table)
         retry_after = self.endpoint.retry_after_s(status, dispatch_at)
-        retries_done = items["retries_done"]
+        retries_done = items.retries_done
         backoff = policy.backoff_delay(
-            retries_done + 1, u["backoff"], self.policy.backoff, items["previous_backoff_s"]
+            retries_done + 1, u["backoff"], self.policy.backoff, items.previous_backoff_s
         )
         decision = policy.decide(
             kind,
             retries_done,
-            items["arrival_at"],
+            items.arrival_at,
             complete_at,
             backoff,
             retry_after,
@@ -298,13 +304,13 @@ class Model:
             else np.ones(children.size, dtype=bool)
         )
         self.queue.retries.add(children[waiting])
-        self._emit(
-            block.items[decided.live[:taken]], {n: c[:taken] for n, c in decided.rows.items()}
-        )
+        live = decided.live[:taken]
+        sent = block.items[:taken] if taken == 0 or live[-1] == taken - 1 else block.items[live]
+        self._emit(sent, {n: c[:taken] for n, c in decided.rows.items()})
         aged = np.flatnonzero(block.expired[:k])
         if aged.size:
             items = block.items[aged]
-            self._emit_aged_out(items, policy.age_deadline(items["arrival_at"], self.policy))
+            self._emit_aged_out(items, policy.age_deadline(items.arrival_at, self.policy))
 
     def _resize_block(self, cut: bool) -> None:
         if cut:
@@ -314,29 +320,29 @@ class Model:
 
     # --- records --------------------------------------------------------------------------
 
-    def _emit(self, sent: np.ndarray, chosen: dict[str, np.ndarray]) -> None:
+    def _emit(self, sent: Items, chosen: dict[str, np.ndarray]) -> None:
         if not sent.size:
             return
         chunk = {
             "replication": np.full(sent.size, self.replication, dtype=np.int32),
-            "event_id": sent["event_id"],
-            "attempt": (sent["retries_done"] + 1).astype(np.int16),
-            "arrival_at": sent["arrival_at"],
-            "ready_at": sent["ready_at"],
+            "event_id": sent.event_id,
+            "attempt": (sent.retries_done + 1).astype(np.int16),
+            "arrival_at": sent.arrival_at,
+            "ready_at": sent.ready_at,
             **{name: chosen[name] for name in COLUMNS if name in chosen},
         }
         self._push(chunk)
 
-    def _emit_aged_out(self, items: np.ndarray, deadline: np.ndarray) -> None:
+    def _emit_aged_out(self, items: Items, deadline: np.ndarray) -> None:
         """Rows for events that reached the maximum age while waiting for a token (S6)."""
         n = items.size
         self._push(
             {
                 "replication": np.full(n, self.replication, dtype=np.int32),
-                "event_id": items["event_id"],
-                "attempt": (items["retries_done"] + 1).astype(np.int16),
-                "arrival_at": items["arrival_at"],
-                "ready_at": items["ready_at"],
+                "event_id": items.event_id,
+                "attempt": (items.retries_done + 1).astype(np.int16),
+                "arrival_at": items.arrival_at,
+                "ready_at": items.ready_at,
                 "dispatch_at": np.full(n, np.nan),
                 "complete_at": deadline,
                 "status": np.full(n, policy.STATUS_TIMEOUT, dtype=np.int16),
@@ -350,10 +356,8 @@ class Model:
 
     def _age_out_leftovers(self) -> None:
         """Items still waiting at the horizon whose maximum age fell before it have aged out."""
-        items = np.concatenate(
-            (self.queue.peek(len(self.queue), self.horizon), self.selector.held())
-        )
-        deadline = policy.age_deadline(items["arrival_at"], self.policy)
+        items = concat([self.queue.peek(len(self.queue), self.horizon), self.selector.held()])
+        deadline = policy.age_deadline(items.arrival_at, self.policy)
         aged = deadline < self.horizon
         if aged.any():
             self._emit_aged_out(items[aged], deadline[aged])
