@@ -30,6 +30,7 @@ from sim.des.selection import (
     FifoSelector,
     Finished,
     LifoSelector,
+    carried_over,
     Selector,
     identity,
 )
@@ -37,7 +38,7 @@ from sim.des.server import respond
 from sim.endpoint.model import EndpointModel
 from sim.endpoint.queue import ServerQueue
 from sim.records import COLUMNS, Chunk, Sink
-from sim.rng import KeyedUniforms, generator
+from sim.rng import KeyedUniforms, generator, keyed_draws
 from sim.scenario.arrivals import arrival_windows
 from sim.scenario.model import Scenario
 
@@ -50,8 +51,8 @@ FLUSH_ROWS = 1 << 16
 class Decided:
     """A block's attempts, decided: which items were sent, their record rows, their retries."""
 
+    block: Block  # the proposal decided
     live: np.ndarray  # block positions of the items sent (not aged out)
-    keys: np.ndarray  # identity of each sent item
     rows: dict[str, np.ndarray]  # record columns and draws, one entry per sent item
     children: Items  # the retries they produced
     parents: np.ndarray  # block position of each child's attempt
@@ -194,26 +195,18 @@ class Model:
             items, dispatch_at = block.items, block.dispatch_at
         else:
             items, dispatch_at = block.items[live], block.dispatch_at[live]
-        keys = identity(items)
-        fresh = np.ones(live.size, dtype=bool)
-        if previous is not None and self.server is None and previous.keys.size:
-            order = np.argsort(previous.keys)
-            at = np.minimum(np.searchsorted(previous.keys, keys, sorter=order), order.size - 1)
-            match = order[at]
-            fresh = (previous.keys[match] != keys) | (
-                previous.rows["dispatch_at"][match] != dispatch_at
-            )
-        every = bool(fresh.all())
-        rows = self._attempt(items, dispatch_at) if every else self._attempt(items[fresh], dispatch_at[fresh])
-        if not every:
-            assert previous is not None
-            reused = {name: column[match[~fresh]] for name, column in previous.rows.items()}
-            merged = {}
-            for name, column in rows.items():
-                full = np.empty(live.size, dtype=column.dtype)
-                full[fresh], full[~fresh] = column, reused[name]
-                merged[name] = full
-            rows = merged
+        match = None
+        if previous is not None and self.server is None and previous.live.size:
+            match = self._reusable(block, live, dispatch_at, previous)
+        if match is None:
+            rows = self._attempt(items, dispatch_at)
+        else:
+            fresh = match < 0
+            new = self._attempt(items[fresh], dispatch_at[fresh])
+            rows = {}
+            for name, column in previous.rows.items():  # one gather, then the few fresh rows
+                rows[name] = column[match]
+                rows[name][fresh] = new[name]
         waiting = rows["final"] == policy.NO_FINAL
         children = Items(
             rows["next_ready_at"][waiting],
@@ -222,7 +215,21 @@ class Model:
             (items.retries_done[waiting] + 1).astype(np.int16),
             rows["backoff_s"][waiting],
         )
-        return Decided(live, keys, rows, children, live[waiting])
+        return Decided(block, live, rows, children, live[waiting])
+
+    @staticmethod
+    def _reusable(
+        block: Block, live: np.ndarray, dispatch_at: np.ndarray, previous: Decided
+    ) -> np.ndarray:
+        """For each attempt of `block`, the row of `previous` holding the same attempt at the same
+        dispatch time (its draws and decision still hold), or -1 where it must be decided anew."""
+        to_row = np.full(previous.block.items.size, -1, dtype=np.int64)
+        to_row[previous.live] = np.arange(previous.live.size)
+        before = carried_over(block, previous.block)[live]
+        match = np.where(before >= 0, to_row[np.maximum(before, 0)], -1)
+        seen = match >= 0
+        seen[seen] = previous.rows["dispatch_at"][match[seen]] == dispatch_at[seen]
+        return np.where(seen, match, -1)
 
     def _attempt(self, items: Items, dispatch_at: np.ndarray) -> dict[str, np.ndarray]:
         """Send attempts to the endpoint and decide each (S4–S9).
@@ -232,7 +239,7 @@ class Model:
         `self._server_after`), since a block may be decided more than once.
         """
         event_id, attempt = items.event_id, items.retries_done + 1
-        u = {name: stream.at(event_id, attempt) for name, stream in self.draws.items()}
+        u = keyed_draws(self.draws, event_id, attempt)
         status, service, hang = self.endpoint.draw(
             dispatch_at, u["status"], u["hang"], u["latency"]
         )

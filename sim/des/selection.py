@@ -97,6 +97,26 @@ class Block:
         return int(np.argmax(hit)) if hit.any() else self.items.size
 
 
+def carried_over(block: Block, previous: Block) -> np.ndarray:
+    """For each position of a rescheduled FIFO block, the position the same delivery held in
+    the `previous` proposal of it (-1: not in it). Both hold a prefix of the same queue items,
+    in queue order, plus retries merged in by ready time; the retries are matched by identity."""
+    at = np.full(block.items.size, -1, dtype=np.int64)
+    now, before = np.flatnonzero(block.from_queue), np.flatnonzero(previous.from_queue)
+    shared = min(now.size, before.size)
+    at[now[:shared]] = before[:shared]
+    merged = np.flatnonzero(~block.from_queue)
+    earlier = np.flatnonzero(~previous.from_queue)
+    if merged.size and earlier.size:
+        keys = identity(previous.items[earlier])
+        order = np.argsort(keys)
+        wanted = identity(block.items[merged])
+        found = np.minimum(np.searchsorted(keys, wanted, sorter=order), keys.size - 1)
+        same = keys[order[found]] == wanted
+        at[merged[same]] = earlier[order[found[same]]]
+    return at
+
+
 def _as_map(items: Items) -> dict[int, float]:
     return dict(zip(identity(items).tolist(), items.ready_at.tolist(), strict=True))
 
