@@ -47,6 +47,8 @@ class Items:
 
     def __getitem__(self, index: Any) -> Items:
         """The items at `index` (a slice, positions or a boolean mask), in that order."""
+        if isinstance(index, np.ndarray) and index.dtype == bool:
+            index = np.flatnonzero(index)  # once, not once per column
         return Items(*(getattr(self, name)[index] for name in FIELDS))
 
     def columns(self) -> tuple[np.ndarray, ...]:
@@ -97,11 +99,12 @@ def merge(first: Items, second: Items) -> tuple[Items, np.ndarray]:
     at = merge_positions(first.ready_at, second.ready_at)
     from_first = np.ones(first.size + second.size, dtype=bool)
     from_first[at] = False
+    first_at = np.flatnonzero(from_first)
     merged = []
     for name in FIELDS:
         a, b = getattr(first, name), getattr(second, name)
         out = np.empty(a.size + b.size, dtype=a.dtype)
-        out[from_first] = a
+        out[first_at] = a
         out[at] = b
         merged.append(out)
     return Items(*merged), from_first
