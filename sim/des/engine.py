@@ -102,7 +102,9 @@ class Model:
         }
         self._server_after: ServerQueue | None = None
         self.known_until = 0.0  # arrivals before this instant have been released
-        self.source_done = False
+        rng = generator(scenario.seed, replication, "arrivals")
+        self._windows = arrival_windows(scenario.arrivals, rng, self.horizon)
+        self._upcoming: tuple[float, float, np.ndarray] | None = next(self._windows, None)
         self.wakeup: simpy.Event | None = None
         self.min_block, self.block, self.max_block = block_sizes
         self._out: list[Chunk] = []
@@ -120,22 +122,44 @@ class Model:
         self._age_out_leftovers()
         self._flush()
 
+    @property
+    def source_done(self) -> bool:
+        """Every arrival window has been released."""
+        return self._upcoming is None
+
     def source(self):  # type: ignore[no-untyped-def]
         """Release arrivals window by window; wake the destination when it waits for work."""
-        rng = generator(self.scenario.seed, self.replication, "arrivals")
-        for start, end, times in arrival_windows(self.scenario.arrivals, rng, self.horizon):
+        while self._upcoming is not None:
+            start = self._upcoming[0]
             if start > self.env.now:
                 yield self.env.timeout(start - self.env.now)
-            self.arrival_buffer.extend(times)
-            self.sink.arrivals(self.replication, times)
-            self.known_until = end
+                continue  # the destination may have released it (and more) meanwhile
+            self._release()
             self._wake()
-        self.source_done = True
         self._wake()
 
+    def _release(self) -> bool:
+        """Release the next arrival window to the queue and the sink; False if none is left."""
+        if self._upcoming is None:
+            return False
+        _, end, times = self._upcoming
+        self.arrival_buffer.extend(times)
+        self.sink.arrivals(self.replication, times)
+        self.known_until = end
+        self._upcoming = next(self._windows, None)
+        return True
+
     def destination(self):  # type: ignore[no-untyped-def]
-        """Serve waiting deliveries block by block, sleeping until each block's last dispatch."""
+        """Serve waiting deliveries block by block, sleeping until each block's last dispatch.
+
+        Arrival windows are released ahead of simulated time until a block's worth of arrivals
+        waits (or none are left): at low rates a block then spans many windows. Which items are
+        visible changes the cost only, never the result (a block decides exactly what
+        one-at-a-time service would).
+        """
         while True:
+            while len(self.arrival_buffer) < self.block and self._release():
+                pass
             last = self.step(self.known_until)
             if last is None:  # nothing ready before the release frontier
                 if self.source_done:
