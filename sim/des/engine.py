@@ -42,7 +42,7 @@ from sim.rng import KeyedUniforms, generator, keyed_draws
 from sim.scenario.arrivals import arrival_windows
 from sim.scenario.model import Scenario
 
-MIN_BLOCK, FIRST_BLOCK, MAX_BLOCK = 64, 1024, 1 << 16
+MIN_BLOCK, FIRST_BLOCK, MAX_BLOCK = 64, 1024, 1 << 17
 """Items per block: halved after a block is cut short, doubled after one is kept whole."""
 FLUSH_ROWS = 1 << 16
 
