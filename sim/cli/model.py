@@ -15,6 +15,7 @@ from rich.table import Table
 from sim.cli import app, file_plots
 from sim.cli.progress import progress_bar
 from sim.report.outputs import check_out_dir, number
+from sim.runner.executor import Executor
 from sim.scenario.loading import load_scenario
 
 if TYPE_CHECKING:
@@ -54,16 +55,20 @@ def run(
 ) -> None:
     """Simulate a scenario and write its report folder (summary, time series, plots, report.md)."""
     file_plots()
-    from sim.report.run import write_report
-    from sim.runner.simulate import simulate
-
     shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)]
     scenario = load_scenario(scenario_file, overrides)
     out = check_out_dir(out or Path("reports") / scenario.name)  # before the run, not after
+    # the worker processes start and load the model while this one loads the report code
+    starting = Executor(workers).warm_up("sim.runner.replications")
+    from sim.report.run import write_report
+    from sim.runner.simulate import simulate
+
+    if starting is not None:
+        starting.join()
     with progress_bar(f"simulating {scenario.name}", console) as tick:
         result = simulate(scenario, records=records, workers=workers, progress=tick)
-    folder = write_report(result, out)
+    folder = write_report(result, out, workers=workers)
     _print_summary(result)
     console.print(f"report: [bold]{folder / 'report.md'}[/bold]")
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import yaml
+from matplotlib.figure import Figure
 
 from sim.report.outputs import json_safe, number, save_figure, write_folder
 from sim.report.plots import (
@@ -23,6 +24,7 @@ from sim.report.plots import (
     plot_throughput,
 )
 from sim.results.run import RunResult
+from sim.runner.executor import Executor
 from sim.scenario.durations import format_duration
 
 HEADLINE = (
@@ -218,10 +220,28 @@ def report_markdown(result: RunResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(result: RunResult, out_dir: Path) -> Path:
-    """Write the whole report folder atomically; returns its path."""
+def draw_plot(name: str, result: RunResult, path: Path) -> str:
+    """Draw one of the report's PLOTS into a PNG file (a task the worker processes can run)."""
+    fig = Figure(figsize=(9, 4))  # no pyplot: no GUI backend, whatever the process
+    PLOTS[name](result, fig.subplots())
+    save_figure(fig, path)
+    return name
+
+
+def draw_plots(result: RunResult, folder: Path, workers: int | None = None) -> Iterator[Any]:
+    """Start drawing every plot, on the worker processes when there are several (already
+    started by the run, so they pay no start-up); iterate the result to wait for them."""
+    executor = Executor(1 if workers is None else workers)
+    tasks = [(name, result, folder / name) for name in PLOTS]
+    return executor.map(draw_plot, tasks)
+
+
+def write_report(result: RunResult, out_dir: Path, workers: int | None = 1) -> Path:
+    """Write the whole report folder atomically; returns its path. With `workers` > 1 (None:
+    every core) the plots are drawn on worker processes while this one writes the other files."""
 
     def fill(folder: Path) -> None:
+        drawing = draw_plots(result, folder, workers)
         (folder / "summary.json").write_text(json.dumps(summary_document(result), indent=2))
         result.timeseries.to_csv(folder / "timeseries.csv", index=False)
         (folder / "scenario.yaml").write_text(
@@ -229,10 +249,8 @@ def write_report(result: RunResult, out_dir: Path) -> Path:
         )
         if result.records is not None:
             result.records.to_csv(folder / "attempts.csv", index=False)
-        for name, plot in PLOTS.items():
-            fig, ax = plt.subplots(figsize=(9, 4))
-            plot(result, ax)
-            save_figure(fig, folder / name)
         (folder / "report.md").write_text(report_markdown(result))
+        for _ in drawing:  # wait for the plots
+            pass
 
     return write_folder(out_dir, fill)
