@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 _PUBLIC = {
     "InputError": "sim.errors",
+    "explore": "sim.report.explore",
     "RunResult": "sim.results.run",
     "Scenario": "sim.scenario.model",
     "load_scenario": "sim.scenario.loading",
@@ -35,6 +36,7 @@ __all__ = [
     "InputError",
     "RunResult",
     "Scenario",
+    "explore",
     "load_scenario",
     "plots",
     "simulate",
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from sim.analysis.sweeps import sweep
     from sim.errors import InputError
     from sim.report import plots
+    from sim.report.explore import explore
     from sim.results.run import RunResult
     from sim.runner.simulate import simulate
     from sim.scenario.loading import load_scenario, with_overrides
