@@ -69,7 +69,9 @@ class Evaluation:
         return len(self.summaries)
 
 
-def sequential_state(checks: list[dict[str, Any]], table: pd.DataFrame, done: int, most: int) -> str:
+def sequential_state(
+    checks: list[dict[str, Any]], table: pd.DataFrame, done: int, most: int
+) -> str:
     """'met', 'fails' or 'open' after `done` of at most `most` replications.
 
     Decided early when every SLO's CI lies within its limit, or one SLO's CI lies wholly above

@@ -30,8 +30,8 @@ from sim.des.selection import (
     FifoSelector,
     Finished,
     LifoSelector,
-    carried_over,
     Selector,
+    carried_over,
     identity,
 )
 from sim.des.server import respond
@@ -222,7 +222,7 @@ class Model:
         match = None
         if previous is not None and self.server is None and previous.live.size:
             match = self._reusable(block, live, dispatch_at, previous)
-        if match is None:
+        if match is None or previous is None:
             rows = self._attempt(items, dispatch_at)
         else:
             fresh = match < 0

@@ -65,7 +65,10 @@ class Items:
             return empty()
         columns = list(zip(*rows, strict=True))
         return Items(
-            *(np.asarray(values, dtype=dtype) for values, dtype in zip(columns, FIELDS.values(), strict=True))
+            *(
+                np.asarray(values, dtype=dtype)
+                for values, dtype in zip(columns, FIELDS.values(), strict=True)
+            )
         )
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from sim.des.items import Items, concat, empty, merge, sort_by_ready
 
+
 class ArrivalBuffer:
     """Arrivals not yet served, oldest first; event ids are their global arrival index."""
 

@@ -359,6 +359,4 @@ class LifoSelector(_Selector):
                     state = max(state, t) + spacing
                 last = t
             full_after.append(state)
-        return Walk(
-            rows, dispatch_at, full_after, expired, walk_at, finished, top, pushed, p, last
-        )
+        return Walk(rows, dispatch_at, full_after, expired, walk_at, finished, top, pushed, p, last)

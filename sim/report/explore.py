@@ -86,7 +86,9 @@ def _median_latency(scenario: Scenario) -> float | None:
     return None  # empirical: no one number to move
 
 
-def _slider(kind: type, description: str, value: float, low: float, high: float, step: float) -> Any:
+def _slider(
+    kind: type, description: str, value: float, low: float, high: float, step: float
+) -> Any:
     return kind(
         value=value,
         min=low,
@@ -223,9 +225,7 @@ def _png(result: RunResult) -> bytes:
 class Explorer:
     """The widget `explore` returns: sliders, the plots and the verdict of the latest run."""
 
-    def __init__(
-        self, scenario: Scenario, replications: int, workers: int | None
-    ) -> None:
+    def __init__(self, scenario: Scenario, replications: int, workers: int | None) -> None:
         self.scenario = scenario
         self.replications = replications
         self.workers = workers
