@@ -132,6 +132,9 @@ def size_document(result: SizingResult) -> dict[str, Any]:
             "replications_run": result.replications_run,
             "lattice_size": result.lattice_size,
             "wall_s": round(result.wall_s, 3),
+            "evaluations": result.evaluations[["rate", "replications", "all_met"]].to_dict(
+                orient="records"
+            ),
             "slo": result.scenario.slo.model_dump(exclude_none=True),
             "endpoint_limit": result.endpoint_limit,
             "overload_tolerance": result.overload_tolerance,
