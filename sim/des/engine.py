@@ -45,6 +45,8 @@ from sim.scenario.model import Scenario
 MIN_BLOCK, FIRST_BLOCK, MAX_BLOCK = 64, 1024, 1 << 17
 """Items per block: halved after a block is cut short, doubled after one is kept whole."""
 FLUSH_ROWS = 1 << 16
+MAX_GUESSED_GENERATIONS = 4
+"""How many generations of retries born inside a block are guessed ahead (`_with_descendants`)."""
 
 
 @dataclass
@@ -201,6 +203,8 @@ class Model:
             inside = block.born_inside(decided.children)
             if block.holds(inside):
                 break
+            if self.server is None:
+                inside = self._with_descendants(block, inside)
             rescheduled = selector.reschedule(block, inside, self.full_at)
             if isinstance(rescheduled, Finished):  # the merged retries push it past the horizon
                 break
@@ -211,6 +215,37 @@ class Model:
         deadline = policy.age_deadline(block.items.arrival_at[:k], self.policy)
         reached = np.where(block.expired[:k], deadline, block.dispatch_at[:k])
         return float(reached.max())
+
+    def _with_descendants(self, block: Block, inside: Items) -> Items:
+        """`inside` plus a guess of the retries its newly born items will have inside the block.
+
+        A retry merged into a block may fail again and give birth to another inside it, which
+        would take one more rescheduling to find. Guessing each new retry's token time (its ready
+        time where the bucket is not binding there, else the token time of the item it lands
+        before) and deciding it ahead, the descendants are usually merged at once. Only a guess:
+        the block is then decided for real, and `holds` accepts the merge only if the retries it
+        holds are exactly those born inside it."""
+        merged = set(identity(block.items[~block.from_queue]).tolist())
+        newly = ~np.isin(identity(inside), list(merged)) if merged else np.ones(inside.size, bool)
+        born, parts = inside[newly], [inside]
+        ready, dispatch = block.items.ready_at, block.dispatch_at
+        for _ in range(MAX_GUESSED_GENERATIONS):
+            if not born.size:
+                break
+            at = np.minimum(np.searchsorted(ready, born.ready_at, side="right"), ready.size - 1)
+            free = dispatch[at] <= ready[at]  # the bucket let that item go at once (NaN: no)
+            guess = np.where(free, born.ready_at, np.fmax(born.ready_at, dispatch[at]))
+            rows = self._attempt(born, guess)
+            waiting = (rows["final"] == policy.NO_FINAL) & (rows["next_ready_at"] < ready[-1])
+            born = Items(
+                rows["next_ready_at"][waiting],
+                born.arrival_at[waiting],
+                born.event_id[waiting],
+                (born.retries_done[waiting] + 1).astype(np.int16),
+                rows["backoff_s"][waiting],
+            )
+            parts.append(born)
+        return concat(parts)
 
     def _decide(self, block: Block, previous: Decided | None) -> Decided:
         """Outcomes of the block's attempts; those unchanged since `previous` are reused."""
