@@ -59,8 +59,11 @@ def run(
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)]
     scenario = load_scenario(scenario_file, overrides)
     out = check_out_dir(out or Path("reports") / scenario.name)  # before the run, not after
-    # the worker processes start and load the model while this one loads the report code
-    starting = Executor(workers).warm_up("sim.runner.replications")
+    # the worker processes start and load the model (and the plots they will draw at the end)
+    # while this one loads the report code
+    starting = Executor(workers).warm_up(
+        "sim.runner.replications", "scipy.special", "sim.report.run"
+    )
     from sim.report.run import write_report
     from sim.runner.simulate import simulate
 

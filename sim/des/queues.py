@@ -22,6 +22,7 @@ class ArrivalBuffer:
         self._windows: deque[tuple[int, np.ndarray]] = deque()  # (id of first time, times)
         self._pos = 0  # position in the first window
         self._next_id = 0
+        self._consumed = 0  # arrivals served (taken out) so far
 
     def extend(self, times: np.ndarray) -> None:
         """Append a window of sorted arrival times."""
@@ -30,7 +31,7 @@ class ArrivalBuffer:
             self._next_id += times.size
 
     def __len__(self) -> int:
-        return sum(t.size for _, t in self._windows) - self._pos
+        return self._next_id - self._consumed
 
     @property
     def arrived(self) -> int:
@@ -69,6 +70,7 @@ class ArrivalBuffer:
             times = self._windows[0][1]
             step = min(k, times.size - self._pos)
             self._pos += step
+            self._consumed += step
             k -= step
             if self._pos == times.size:
                 self._windows.popleft()

@@ -40,10 +40,11 @@ def _indexed(index: int, fn: Callable[..., Any], *args: Any) -> tuple[int, Any]:
     return index, fn(*args)
 
 
-def _import(module: str, linger_s: float) -> None:
+def _import(modules: tuple[str, ...], linger_s: float) -> None:
     """A worker's first task: import what the next tasks need; linger so that every worker of
     the pool gets one."""
-    importlib.import_module(module)
+    for module in modules:
+        importlib.import_module(module)
     time.sleep(linger_s)
 
 
@@ -136,12 +137,12 @@ class Executor:
         )
         return results
 
-    def warm_up(self, module: str) -> threading.Thread | None:
-        """Start the local worker processes and import `module` in each, in the background; the
+    def warm_up(self, *modules: str) -> threading.Thread | None:
+        """Start the local worker processes and import `modules` in each, in the background; the
         pool is then reused by the next `map` (join the thread first). None without workers."""
         if self.dask is not None or self.workers == 1:
             return None
-        tasks = [(module, 0.2)] * self.workers
+        tasks = [(modules, 0.2)] * self.workers
         thread = threading.Thread(target=self.gather, args=(_import, tasks), daemon=True)
         thread.start()
         return thread
