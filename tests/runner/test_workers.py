@@ -34,6 +34,7 @@ def test_the_pool_is_started_once_and_reused():
     assert Executor(1).warm_up("sim.runner.replications") is None
 
 
+@pytest.mark.slow
 def test_inputs_are_read_once_and_travel_with_the_scenario(tmp_path, monkeypatch):
     for name in ("inputs.yaml", "counts.csv", "trace.csv", "latency.csv"):
         shutil.copy(GOLDEN / name, tmp_path / name)
