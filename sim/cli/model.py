@@ -59,11 +59,8 @@ def run(
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)]
     scenario = load_scenario(scenario_file, overrides)
     out = check_out_dir(out or Path("reports") / scenario.name)  # before the run, not after
-    # the worker processes start and load the model (and the plots they will draw at the end)
-    # while this one loads the report code
-    starting = Executor(workers).warm_up(
-        "sim.runner.replications", "scipy.special", "sim.report.run"
-    )
+    # the worker processes start and load the model while this one loads the report code
+    starting = Executor(workers).warm_up("sim.runner.replications", "scipy.special")
     from sim.report.run import write_report
     from sim.runner.simulate import simulate
 
@@ -71,7 +68,7 @@ def run(
         starting.join()
     with progress_bar(f"simulating {scenario.name}", console) as tick:
         result = simulate(scenario, records=records, workers=workers, progress=tick)
-    folder = write_report(result, out, workers=workers)
+    folder = write_report(result, out)
     _print_summary(result)
     console.print(f"report: [bold]{folder / 'report.md'}[/bold]")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from sim.report.plots import (
     plot_throughput,
 )
 from sim.results.run import RunResult
-from sim.runner.executor import Executor
 from sim.scenario.durations import format_duration
 
 HEADLINE = (
@@ -221,27 +219,22 @@ def report_markdown(result: RunResult) -> str:
 
 
 def draw_plot(name: str, result: RunResult, path: Path) -> str:
-    """Draw one of the report's PLOTS into a PNG file (a task the worker processes can run)."""
+    """Draw one of the report's PLOTS into a PNG file."""
     fig = Figure(figsize=(9, 4))  # no pyplot: no GUI backend, whatever the process
     PLOTS[name](result, fig.subplots())
     save_figure(fig, path)
     return name
 
 
-def draw_plots(result: RunResult, folder: Path, workers: int | None = None) -> Iterator[Any]:
-    """Start drawing every plot, on the worker processes when there are several (already
-    started by the run, so they pay no start-up); iterate the result to wait for them."""
-    executor = Executor(1 if workers is None else workers)
-    tasks = [(name, result, folder / name) for name in PLOTS]
-    return executor.map(draw_plot, tasks)
+def write_report(result: RunResult, out_dir: Path) -> Path:
+    """Write the whole report folder atomically; returns its path.
 
-
-def write_report(result: RunResult, out_dir: Path, workers: int | None = 1) -> Path:
-    """Write the whole report folder atomically; returns its path. With `workers` > 1 (None:
-    every core) the plots are drawn on worker processes while this one writes the other files."""
+    The plots are drawn here, in this process, which has matplotlib loaded already: on two
+    cores, drawing them on the worker processes cost as much in their imports as it saved."""
 
     def fill(folder: Path) -> None:
-        drawing = draw_plots(result, folder, workers)
+        for name in PLOTS:
+            draw_plot(name, result, folder / name)
         (folder / "summary.json").write_text(json.dumps(summary_document(result), indent=2))
         result.timeseries.to_csv(folder / "timeseries.csv", index=False)
         (folder / "scenario.yaml").write_text(
@@ -250,7 +243,5 @@ def write_report(result: RunResult, out_dir: Path, workers: int | None = 1) -> P
         if result.records is not None:
             result.records.to_csv(folder / "attempts.csv", index=False)
         (folder / "report.md").write_text(report_markdown(result))
-        for _ in drawing:  # wait for the plots
-            pass
 
     return write_folder(out_dir, fill)
