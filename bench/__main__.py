@@ -1,7 +1,8 @@
 """`python -m bench [NAME ...] [--quick]`: run benchmarks, print figures, update bench/RESULTS.md.
 
-Names: ref24h, profile, scaling, ratio, replications, live, durability (default: all, in
-that order).
+Names: ref24h, sim_run, sim_size, profile, scaling, ratio, replications, live, durability
+(default: all, in that order). ref24h, sim_run and sim_size give the figures of issue 14's
+"Done means".
 `--quick` repeats nothing (one run per figure) — for trying changes, not for RESULTS.md.
 """
 
@@ -11,7 +12,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench import model_bench, profiling, ratio
+from bench import model_bench, profiling, questions, ratio
 from bench.report import ORDER, Section, print_section, save
 
 
@@ -31,6 +32,8 @@ def benchmarks(quick: bool) -> dict[str, Callable[[], Section]]:
 
     return {
         "ref24h": lambda: model_bench.ref24h(repeats=repeats),
+        "sim_run": lambda: questions.sim_run(repeats=1 if quick else 2),
+        "sim_size": lambda: questions.sim_size(grid=not quick),
         "profile": profiling.profile,
         "scaling": lambda: model_bench.scaling(repeats=1 if quick else 2),
         "ratio": lambda: ratio.ratio(independent=3 if quick else 5),

@@ -14,18 +14,21 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_isolated(job: dict[str, Any], module: str = "bench.worker") -> dict[str, Any]:
+def run_isolated(
+    job: dict[str, Any], module: str = "bench.worker", root: Path = ROOT
+) -> dict[str, Any]:
     """Run `python -m module JOB_JSON`; return its RESULT plus `peak_rss_mb` and `process_wall_s`.
 
     Peak RSS is the child's own maximum resident set (ru_maxrss of wait4 on its pid), so it
     includes the interpreter and imports but nothing of this process or of other runs.
+    `root` is the source tree to run (default: this checkout).
     """
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         child = subprocess.Popen(
             [sys.executable, "-m", module, json.dumps(job)],
-            cwd=ROOT,
+            cwd=root,  # `import sim` finds this tree's code first (a baseline's, say)
             env=env,
             stdout=out,
             stderr=err,

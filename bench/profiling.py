@@ -84,9 +84,9 @@ def _qualify(filename: str, func: str) -> str:
         ("selection.py", "first_overtaken"): "Block.first_overtaken",
         ("queues.py", "peek"): "FifoQueue.peek",
         ("queues.py", "add"): "RetryPool.add",
-        ("endpoint_model.py", "draw"): "EndpointModel.draw",
-        ("results.py", "attempts"): "Accumulator.attempts",
-        ("results.py", "finish"): "Accumulator.finish",
+        ("model.py", "draw"): "EndpointModel.draw",
+        ("accumulator.py", "attempts"): "Accumulator.attempts",
+        ("accumulator.py", "finish"): "Accumulator.finish",
     }
     base = Path(filename).name
     if (base, func) in owners:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 _PUBLIC = {
     "InputError": "sim.errors",
     "backtest": "sim.validation.backtest",
+    "explore": "sim.report.explore",
     "fit_arrivals": "sim.fit.arrivals",
     "fit_endpoint": "sim.fit.logs",
     "RunResult": "sim.results.run",
@@ -41,6 +42,7 @@ __all__ = [
     "RunResult",
     "Scenario",
     "backtest",
+    "explore",
     "fit_arrivals",
     "fit_endpoint",
     "load_scenario",
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
     from sim.fit.arrivals import fit_arrivals
     from sim.fit.logs import fit_endpoint
     from sim.report import plots
+    from sim.report.explore import explore
     from sim.results.run import RunResult
     from sim.runner.simulate import simulate
     from sim.scenario.loading import load_scenario, with_overrides

@@ -48,12 +48,28 @@ class KeyedUniforms:
 
     def at(self, event_id: np.ndarray, attempt: np.ndarray) -> np.ndarray:
         """The draws of attempts `attempt` (1 = first) of events `event_id`."""
+        return self._finish(_mixed_counter(event_id, attempt))
+
+    def _finish(self, mixed: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
-            counter = np.asarray(event_id, dtype=np.uint64) * _GOLDEN + np.asarray(
-                attempt, dtype=np.uint64
-            )
-            x = _splitmix64(_splitmix64(counter) ^ self.key)
+            x = _splitmix64(mixed ^ self.key)
         return (x >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def _mixed_counter(event_id: np.ndarray, attempt: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        counter = np.asarray(event_id, dtype=np.uint64) * _GOLDEN + np.asarray(
+            attempt, dtype=np.uint64
+        )
+        return _splitmix64(counter)
+
+
+def keyed_draws(
+    streams: dict[str, KeyedUniforms], event_id: np.ndarray, attempt: np.ndarray
+) -> dict[str, np.ndarray]:
+    """`{name: stream.at(event_id, attempt)}` for several streams, the counter mixed only once."""
+    mixed = _mixed_counter(event_id, attempt)
+    return {name: stream._finish(mixed) for name, stream in streams.items()}
 
 
 def _stable_hash(name: str) -> int:

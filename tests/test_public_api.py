@@ -9,6 +9,7 @@ PUBLIC = [
     "RunResult",
     "Scenario",
     "backtest",
+    "explore",
     "fit_arrivals",
     "fit_endpoint",
     "load_scenario",
@@ -32,6 +33,13 @@ def test_every_public_name_resolves_to_the_object_not_a_submodule():
         assert callable(getattr(sim.plots, plot)), plot
     assert callable(sim.sweep) and sim.sweep.__module__ == "sim.analysis.sweeps"
     assert sim.size_rate_limit.__module__ == "sim.analysis.sizing"
+
+
+def test_explore_is_the_widget_builder():
+    assert sim.explore.__module__ == "sim.report.explore"
+    explore = inspect.signature(sim.explore).parameters
+    assert list(explore)[:2] == ["scenario", "overrides"]
+    assert {"replications", "horizon", "workers"} <= set(explore)
 
 
 def test_analysis_signatures():

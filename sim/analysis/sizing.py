@@ -3,11 +3,11 @@
 A rate meets the SLOs when, for each one the scenario sets, the upper bound of the 95 % CI
 across replications is within the limit (the verdict of `sim run`). Candidate rates form a
 lattice min, min + step, ..., max, above the mean arrival rate (at or below it the backlog
-grows without bound, however short a horizon hides that). Meeting the SLOs is taken to be
-monotone in the rate (more tokens, less waiting): a coarse grid brackets the answer, then
-bisection narrows it to one step. Every rate runs the same replications, so they share random numbers and the verdicts
-move together. A coarse rate above the answer that fails is reported: then the SLOs are not
-monotone in the rate (typically an endpoint overloaded by the higher rate).
+grows without bound, however short a horizon hides that). `sim.analysis.rate_search` finds the
+smallest: the top of the range, then bisection, with common random numbers across rates and
+replications added per rate only until its verdict is clear (`grid=True`: every rate, every
+replication). A rate above the answer that fails is reported: then the SLOs are not monotone in
+the rate (typically an endpoint overloaded by the higher rate).
 
 When the endpoint has a `capacity`, a second search finds the largest rate the endpoint
 absorbs without overload answers or timeouts. A probe runs the endpoint as configured (latency,
@@ -20,6 +20,7 @@ for the probe's horizon. Every unsuccessful attempt is then an overload answer o
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from sim.analysis.rate_search import RATE_KEY, Lattice, SloSearch
 from sim.analysis.sweeps import prepare, run_points
 from sim.errors import InputError
-from sim.results.tables import SLO_METRICS, aggregate, slo_verdict
+from sim.results.tables import SLO_METRICS, aggregate
 from sim.runner.executor import Executor, Progress
 from sim.scenario.arrivals import expected_count, expected_rate
 from sim.scenario.durations import format_duration
@@ -40,8 +42,6 @@ from sim.scenario.model import Scenario
 if TYPE_CHECKING:
     from distributed import Client
 
-RATE_KEY = "destination.invocation_rate_limit_per_second"
-CONTEXT_METRICS = ("backlog_peak", "backlog_at_end", "events_pending", "endpoint_peak_rps")
 PROBE_HORIZON_S = 600.0
 PROBE_OVERSUPPLY = 1.1
 """The probe's standing backlog, relative to what the rate can send within the probe horizon."""
@@ -65,6 +65,26 @@ class SizingResult:
     overload_tolerance: float = 0.0
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    method: str = "search"  # "search" (bisection, sequential replications) or "grid"
+    replications_run: int = 0  # replications simulated by the SLO search (not the probe)
+    lattice_size: int = 0  # rates in the lattice: what the exhaustive grid evaluates
+
+    @property
+    def rates_evaluated(self) -> int:
+        """How many rates the SLO search evaluated."""
+        return len(self.evaluations)
+
+    def effort(self) -> str:
+        """How much the search ran, against what the exhaustive grid would."""
+        most = self.scenario.replications
+        grid = self.lattice_size * most
+        if self.method == "grid":
+            return f"Exhaustive grid: {self.rates_evaluated} rates × {most} replications."
+        return (
+            f"Searched {self.rates_evaluated} of {self.lattice_size} rates with "
+            f"{self.replications_run} replications in all (at most {most} per rate; the "
+            f"exhaustive grid would run {grid:,})."
+        )
 
     @property
     def met(self) -> bool:
@@ -77,7 +97,11 @@ class SizingResult:
         span = f"[{_rate(self.min_rate)}, {_rate(self.max_rate)}] (step {_rate(self.step)})"
         n = self.scenario.replications
         evidence = (
-            f"at 95 % confidence over {n} replications"
+            (
+                f"at 95 % confidence over {n} replications"
+                if self.method == "grid"
+                else f"at 95 % confidence (up to {n} replications per rate)"
+            )
             if n > 1
             else "on the mean of 1 replication (no confidence interval)"
         )
@@ -150,20 +174,6 @@ def default_range(scenario: Scenario) -> tuple[float, float]:
     return max(1.0, math.floor(mean / unit) * unit), math.ceil(2 * peak / unit) * unit
 
 
-class _Lattice:
-    """Rates min, min + step, ..., capped at max."""
-
-    def __init__(self, low: float, high: float, step: float) -> None:
-        self.low, self.high, self.step = low, high, step
-        self.last = max(0, math.ceil((high - low) / step - 1e-9))
-
-    def rate(self, k: int) -> float:
-        return min(round(self.low + k * self.step, 9), self.high)
-
-    def coarse(self, n: int) -> list[int]:
-        return sorted({int(round(x)) for x in np.linspace(0, self.last, max(2, n))})
-
-
 def _check_inputs(
     scenario: Scenario, low: float, high: float, step: float, overload_tolerance: float
 ) -> None:
@@ -196,6 +206,7 @@ def size_rate_limit(
     workers: int | None = None,
     dask: str | Client | None = None,
     coarse_points: int = 6,
+    grid: bool = False,
     overload_tolerance: float = 0.0,
     probe_horizon: float = PROBE_HORIZON_S,
     progress: Progress | None = None,
@@ -204,6 +215,9 @@ def size_rate_limit(
 
     `slo` sets or replaces objectives (`{"max_p99_delivery_delay": "10m"}`). The burst capacity
     is held as the scenario sets it (when unset it follows the rate: one second of burst).
+    The scenario's `replications` (or `replications`) is the most a rate gets: the search adds
+    them a batch at a time until the verdict is clear; `grid=True` evaluates every lattice rate
+    with all of them (exhaustive, slow: the check of the search).
     With an endpoint `capacity`, also finds the largest rate the endpoint absorbs with at most
     `overload_tolerance` of attempts answered by overload or timing out (95 % CI upper bound).
     """
@@ -238,11 +252,18 @@ def size_rate_limit(
             f"every rate up to {_rate(high)}/s is at or below the mean arrival rate "
             f"{_rate(mean)}/s, where the backlog grows without bound",
         )
-    lattice = _Lattice(low, high, step)
+    lattice = Lattice(low, high, step)
     probe_wall_s = 0.0
     with Executor(workers, dask) as executor:
-        search = _SloSearch(base, lattice, executor, progress)
-        recommended, binding, monotone = search.run(coarse_points)
+        search = SloSearch(base, lattice, executor, progress, grid=grid)
+        started = time.perf_counter()
+        hi, lo, monotone = search.run(coarse_points)
+        search.wall_s = time.perf_counter() - started
+        recommended = None if hi is None else lattice.rate(hi)
+        if hi is None:
+            binding = search.failing(lattice.last)
+        else:
+            binding = search.failing(lo) if lo is not None and lo in search.evaluations else []
         result = SizingResult(
             scenario=base,
             min_rate=low,
@@ -255,6 +276,9 @@ def size_rate_limit(
             monotone=monotone,
             overload_tolerance=overload_tolerance,
             notes=notes,
+            method="grid" if grid else "search",
+            replications_run=search.replications_run,
+            lattice_size=len(lattice),
         )
         if recommended is not None:
             result.notes += _undrained(search, base, recommended)
@@ -280,7 +304,7 @@ def size_rate_limit(
     return result
 
 
-def _undrained(search: _SloSearch, base: Scenario, rate: float) -> list[str]:
+def _undrained(search: SloSearch, base: Scenario, rate: float) -> list[str]:
     """A note when the backlog has not drained by the horizon at the recommended rate."""
     row = search.table().set_index("rate").loc[rate]
     burst = with_overrides(base, {RATE_KEY: rate}).destination.burst
@@ -293,98 +317,13 @@ def _undrained(search: _SloSearch, base: Scenario, rate: float) -> list[str]:
     ]
 
 
-class _SloSearch:
-    """Coarse grid then bisection for the smallest lattice rate meeting every SLO."""
-
-    def __init__(
-        self, base: Scenario, lattice: _Lattice, executor: Executor, progress: Progress | None
-    ) -> None:
-        self.base, self.lattice, self.executor, self.progress = base, lattice, executor, progress
-        self.verdicts: dict[int, list[dict[str, Any]]] = {}
-        self.metrics: dict[int, pd.DataFrame] = {}
-        self.runs: dict[int, pd.DataFrame] = {}
-        self.phase: dict[int, str] = {}
-        self.wall_s = 0.0
-        self.planned = 1.0  # rough number of evaluations, for progress
-
-    def evaluate(self, indices: list[int], phase: str) -> None:
-        todo = [k for k in indices if k not in self.verdicts]
-        if not todo:
-            return
-        done_before = len(self.verdicts)
-        step = None
-        if self.progress is not None:
-            progress = self.progress
-            step = lambda f: progress(min(0.99, (done_before + f * len(todo)) / self.planned))  # noqa: E731
-        points = [{RATE_KEY: self.lattice.rate(k)} for k in todo]
-        sweep = run_points(self.base, points, executor=self.executor, progress=step)
-        self.wall_s += sweep.wall_s
-        for point, k in enumerate(todo):
-            runs = sweep.runs[sweep.runs["point"] == point].drop(columns="point")
-            table = aggregate(runs[sweep.metric_names])
-            self.runs[k], self.metrics[k], self.phase[k] = runs, table, phase
-            self.verdicts[k] = slo_verdict(sweep.scenarios[point], table)
-
-    def met(self, k: int) -> bool:
-        return all(check["met"] for check in self.verdicts[k])
-
-    def failing(self, k: int) -> list[str]:
-        return [check["slo"] for check in self.verdicts[k] if not check["met"]]
-
-    def run(self, coarse_points: int) -> tuple[float | None, list[str], bool]:
-        coarse = self.lattice.coarse(coarse_points)
-        self.planned = len(coarse) + math.log2(max(2, self.lattice.last / max(1, len(coarse) - 1)))
-        self.evaluate(coarse, "coarse")
-        meeting = [k for k in sorted(self.verdicts) if self.met(k)]
-        if not meeting:
-            return None, self.failing(self.lattice.last), True
-        hi = meeting[0]
-        below = [k for k in self.verdicts if k < hi]
-        lo = max(below) if below else None
-        while lo is not None and hi - lo > 1:
-            mid = (lo + hi) // 2
-            self.evaluate([mid], "bisection")
-            if self.met(mid):
-                hi = mid
-            else:
-                lo = mid
-        if self.progress is not None:
-            self.progress(1.0)
-        monotone = all(self.met(k) for k in self.verdicts if k > hi)
-        binding = self.failing(lo) if lo is not None else []
-        return self.lattice.rate(hi), binding, monotone
-
-    def table(self) -> pd.DataFrame:
-        """One row per evaluated rate: SLO metrics (mean, CI), verdicts and context metrics."""
-        rows = []
-        for k in sorted(self.verdicts):
-            row: dict[str, Any] = {"rate": self.lattice.rate(k), "phase": self.phase[k]}
-            table = self.metrics[k]
-            for check in self.verdicts[k]:
-                metric = check["metric"]
-                row[f"{metric}.mean"] = table.loc[metric, "mean"]
-                row[f"{metric}.ci_low"] = table.loc[metric, "ci_low"]
-                row[f"{metric}.ci_high"] = table.loc[metric, "ci_high"]
-                row[f"{check['slo']}.met"] = check["met"]
-            row["all_met"] = self.met(k)
-            for metric in CONTEXT_METRICS:
-                row[f"{metric}.mean"] = table.loc[metric, "mean"]
-            rows.append(row)
-        return pd.DataFrame(rows)
-
-    def all_runs(self) -> pd.DataFrame:
-        frames = [self.runs[k].assign(rate=self.lattice.rate(k)) for k in sorted(self.runs)]
-        frame = pd.concat(frames, ignore_index=True)
-        return frame[["rate", *[c for c in frame.columns if c not in ("rate", RATE_KEY)]]]
-
-
 class _EndpointProbe:
     """The largest lattice rate a healthy endpoint with its capacity absorbs without overload."""
 
     def __init__(
         self,
         base: Scenario,
-        lattice: _Lattice,
+        lattice: Lattice,
         executor: Executor,
         tolerance: float,
         horizon: float,

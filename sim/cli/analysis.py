@@ -251,9 +251,20 @@ def size(
         float,
         typer.Option(help="Endpoint probe: tolerated fraction of overload answers and timeouts."),
     ] = 0.0,
+    grid: Annotated[
+        bool,
+        typer.Option(
+            "--grid",
+            help="Evaluate every rate of the lattice with every replication (exhaustive, slow) "
+            "instead of bisecting with replications added only until each verdict is clear.",
+        ),
+    ] = False,
     out: Out = None,
 ) -> None:
-    """Find the smallest invocation rate limit meeting the SLOs (95 % confidence); exit 1 if none."""
+    """Find the smallest invocation rate limit meeting the SLOs (95 % confidence); exit 1 if none.
+
+    Bisects on the rate with common random numbers; each rate runs replications a batch at a
+    time until its confidence interval clears the SLOs either way (at most --replications)."""
     file_plots()
     from sim.analysis.sizing import size_rate_limit
     from sim.report.analysis import write_size_report
@@ -282,27 +293,30 @@ def size(
             workers=workers,
             dask=dask,
             overload_tolerance=max_overload,
+            grid=grid,
             progress=tick,
         )
     folder = write_size_report(result, out)
     table = Table(
-        title=f"{result.scenario.name}: rates evaluated ({result.scenario.replications} "
-        "replications each; mean [95 % CI upper])",
+        title=f"{result.scenario.name}: rates evaluated (mean [95 % CI upper]), "
+        f"{result.wall_s:.1f} s",
         title_justify="left",
     )
     table.add_column("rate/s", justify="right")
+    table.add_column("reps", justify="right")
     checks = [c.removesuffix(".met") for c in result.evaluations.columns if c.startswith("max_")]
     for name in checks:
         table.add_column(SLO_METRICS[name], justify="right")
     table.add_column("SLOs", justify="right")
     for _, row in result.evaluations.iterrows():
-        cells = [number(row["rate"])]
+        cells = [number(row["rate"]), number(row["replications"])]
         for name in checks:
             metric = SLO_METRICS[name]
             cells.append(f"{number(row[f'{metric}.mean'])} [{number(row[f'{metric}.ci_high'])}]")
         cells.append("[green]met[/green]" if row["all_met"] else "[red]NOT met[/red]")
         table.add_row(*cells)
     console.print(table)
+    console.print(result.effort())
     for note in result.notes:
         console.print(f"note: {note}")
     console.print(f"[bold]{result.sentence()}[/bold]")

@@ -17,6 +17,7 @@ from sim.cli import app, file_plots, naming_options
 from sim.cli.checks import out_folder
 from sim.cli.progress import progress_bar
 from sim.report.outputs import number
+from sim.runner.executor import Executor
 from sim.scenario.loading import load_scenario, loads_scenario
 
 if TYPE_CHECKING:
@@ -56,14 +57,18 @@ def run(
 ) -> None:
     """Simulate a scenario and write its report folder (summary, time series, plots, report.md)."""
     file_plots()
-    from sim.report.run import write_report
-    from sim.runner.simulate import simulate
-
     shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)]
     with naming_options(scenario_file, shortcuts, set_ or []):
         scenario = load_scenario(scenario_file, overrides)
     out = out_folder(out or Path("reports") / scenario.name)  # before the run, not after
+    # the worker processes start and load the model while this one loads the report code
+    starting = Executor(workers).warm_up("sim.runner.replications", "scipy.special")
+    from sim.report.run import write_report
+    from sim.runner.simulate import simulate
+
+    if starting is not None:
+        starting.join()
     with progress_bar(f"simulating {scenario.name}", console) as tick:
         result = simulate(scenario, records=records, workers=workers, progress=tick)
     folder = write_report(result, out)

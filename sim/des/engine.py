@@ -23,40 +23,44 @@ import numpy as np
 import simpy
 
 from sim import policy
-from sim.des.queues import ITEM, ArrivalBuffer, FifoQueue, RetryPool
+from sim.des.items import Items, concat
+from sim.des.queues import ArrivalBuffer, FifoQueue, RetryPool
 from sim.des.selection import (
     Block,
     FifoSelector,
     Finished,
     LifoSelector,
     Selector,
+    carried_over,
     identity,
 )
 from sim.des.server import respond
 from sim.endpoint.model import EndpointModel
 from sim.endpoint.queue import ServerQueue
 from sim.records import COLUMNS, Chunk, Sink
-from sim.rng import KeyedUniforms, generator
+from sim.rng import KeyedUniforms, generator, keyed_draws
 from sim.scenario.arrivals import arrival_windows
 from sim.scenario.model import Scenario
 
-MIN_BLOCK, FIRST_BLOCK, MAX_BLOCK = 64, 1024, 1 << 16
+MIN_BLOCK, FIRST_BLOCK, MAX_BLOCK = 64, 1024, 1 << 17
 """Items per block: halved after a block is cut short, doubled after one is kept whole."""
 FLUSH_ROWS = 1 << 16
+MAX_GUESSED_GENERATIONS = 4
+"""How many generations of retries born inside a block are guessed ahead (`_with_descendants`)."""
 
 
 @dataclass
 class Decided:
     """A block's attempts, decided: which items were sent, their record rows, their retries."""
 
+    block: Block  # the proposal decided
     live: np.ndarray  # block positions of the items sent (not aged out)
-    keys: np.ndarray  # identity of each sent item
     rows: dict[str, np.ndarray]  # record columns and draws, one entry per sent item
-    children: np.ndarray  # ITEM records of the retries they produced
+    children: Items  # the retries they produced
     parents: np.ndarray  # block position of each child's attempt
 
 
-def _as_set(items: np.ndarray) -> set[int]:
+def _as_set(items: Items) -> set[int]:
     return set(identity(items).tolist())
 
 
@@ -100,7 +104,9 @@ class Model:
         }
         self._server_after: ServerQueue | None = None
         self.known_until = 0.0  # arrivals before this instant have been released
-        self.source_done = False
+        rng = generator(scenario.seed, replication, "arrivals")
+        self._windows = arrival_windows(scenario.arrivals, rng, self.horizon)
+        self._upcoming: tuple[float, float, np.ndarray] | None = next(self._windows, None)
         self.wakeup: simpy.Event | None = None
         self.min_block, self.block, self.max_block = block_sizes
         self._out: list[Chunk] = []
@@ -118,22 +124,44 @@ class Model:
         self._age_out_leftovers()
         self._flush()
 
+    @property
+    def source_done(self) -> bool:
+        """Every arrival window has been released."""
+        return self._upcoming is None
+
     def source(self):  # type: ignore[no-untyped-def]
         """Release arrivals window by window; wake the destination when it waits for work."""
-        rng = generator(self.scenario.seed, self.replication, "arrivals")
-        for start, end, times in arrival_windows(self.scenario.arrivals, rng, self.horizon):
+        while self._upcoming is not None:
+            start = self._upcoming[0]
             if start > self.env.now:
                 yield self.env.timeout(start - self.env.now)
-            self.arrival_buffer.extend(times)
-            self.sink.arrivals(self.replication, times)
-            self.known_until = end
+                continue  # the destination may have released it (and more) meanwhile
+            self._release()
             self._wake()
-        self.source_done = True
         self._wake()
 
+    def _release(self) -> bool:
+        """Release the next arrival window to the queue and the sink; False if none is left."""
+        if self._upcoming is None:
+            return False
+        _, end, times = self._upcoming
+        self.arrival_buffer.extend(times)
+        self.sink.arrivals(self.replication, times)
+        self.known_until = end
+        self._upcoming = next(self._windows, None)
+        return True
+
     def destination(self):  # type: ignore[no-untyped-def]
-        """Serve waiting deliveries block by block, sleeping until each block's last dispatch."""
+        """Serve waiting deliveries block by block, sleeping until each block's last dispatch.
+
+        Arrival windows are released ahead of simulated time until a block's worth of arrivals
+        waits (or none are left): at low rates a block then spans many windows. Which items are
+        visible changes the cost only, never the result (a block decides exactly what
+        one-at-a-time service would).
+        """
         while True:
+            while len(self.arrival_buffer) < self.block and self._release():
+                pass
             last = self.step(self.known_until)
             if last is None:  # nothing ready before the release frontier
                 if self.source_done:
@@ -175,6 +203,8 @@ class Model:
             inside = block.born_inside(decided.children)
             if block.holds(inside):
                 break
+            if self.server is None:
+                inside = self._with_descendants(block, inside)
             rescheduled = selector.reschedule(block, inside, self.full_at)
             if isinstance(rescheduled, Finished):  # the merged retries push it past the horizon
                 break
@@ -182,51 +212,93 @@ class Model:
         k = block.settled(decided.children, decided.parents)
         self._commit(block, decided, k)
         self._resize_block(cut=k < block.items.size)
-        deadline = policy.age_deadline(block.items["arrival_at"][:k], self.policy)
+        deadline = policy.age_deadline(block.items.arrival_at[:k], self.policy)
         reached = np.where(block.expired[:k], deadline, block.dispatch_at[:k])
         return float(reached.max())
+
+    def _with_descendants(self, block: Block, inside: Items) -> Items:
+        """`inside` plus a guess of the retries its newly born items will have inside the block.
+
+        A retry merged into a block may fail again and give birth to another inside it, which
+        would take one more rescheduling to find. Guessing each new retry's token time (its ready
+        time where the bucket is not binding there, else the token time of the item it lands
+        before) and deciding it ahead, the descendants are usually merged at once. Only a guess:
+        the block is then decided for real, and `holds` accepts the merge only if the retries it
+        holds are exactly those born inside it."""
+        merged = set(identity(block.items[~block.from_queue]).tolist())
+        newly = ~np.isin(identity(inside), list(merged)) if merged else np.ones(inside.size, bool)
+        born, parts = inside[newly], [inside]
+        ready, dispatch = block.items.ready_at, block.dispatch_at
+        for _ in range(MAX_GUESSED_GENERATIONS):
+            if not born.size:
+                break
+            at = np.minimum(np.searchsorted(ready, born.ready_at, side="right"), ready.size - 1)
+            free = dispatch[at] <= ready[at]  # the bucket let that item go at once (NaN: no)
+            guess = np.where(free, born.ready_at, np.fmax(born.ready_at, dispatch[at]))
+            rows = self._attempt(born, guess)
+            waiting = (rows["final"] == policy.NO_FINAL) & (rows["next_ready_at"] < ready[-1])
+            born = Items(
+                rows["next_ready_at"][waiting],
+                born.arrival_at[waiting],
+                born.event_id[waiting],
+                (born.retries_done[waiting] + 1).astype(np.int16),
+                rows["backoff_s"][waiting],
+            )
+            parts.append(born)
+        return concat(parts)
 
     def _decide(self, block: Block, previous: Decided | None) -> Decided:
         """Outcomes of the block's attempts; those unchanged since `previous` are reused."""
         live = np.flatnonzero(~block.expired)
-        items, dispatch_at = block.items[live], block.dispatch_at[live]
-        keys = identity(items)
-        fresh = np.ones(live.size, dtype=bool)
-        if previous is not None and self.server is None and previous.keys.size:
-            order = np.argsort(previous.keys)
-            at = np.minimum(np.searchsorted(previous.keys, keys, sorter=order), order.size - 1)
-            match = order[at]
-            fresh = (previous.keys[match] != keys) | (
-                previous.rows["dispatch_at"][match] != dispatch_at
-            )
-        rows = self._attempt(items[fresh], dispatch_at[fresh])
-        if not fresh.all():
-            assert previous is not None
-            reused = {name: column[match[~fresh]] for name, column in previous.rows.items()}
-            merged = {}
-            for name, column in rows.items():
-                full = np.empty(live.size, dtype=column.dtype)
-                full[fresh], full[~fresh] = column, reused[name]
-                merged[name] = full
-            rows = merged
+        if live.size == block.items.size:  # nothing aged out: no copy
+            items, dispatch_at = block.items, block.dispatch_at
+        else:
+            items, dispatch_at = block.items[live], block.dispatch_at[live]
+        match = None
+        if previous is not None and self.server is None and previous.live.size:
+            match = self._reusable(block, live, dispatch_at, previous)
+        if match is None or previous is None:
+            rows = self._attempt(items, dispatch_at)
+        else:
+            fresh = match < 0
+            new = self._attempt(items[fresh], dispatch_at[fresh])
+            rows = {}
+            for name, column in previous.rows.items():  # one gather, then the few fresh rows
+                rows[name] = column[match]
+                rows[name][fresh] = new[name]
         waiting = rows["final"] == policy.NO_FINAL
-        children = np.zeros(int(waiting.sum()), dtype=ITEM)
-        children["ready_at"] = rows["next_ready_at"][waiting]
-        children["arrival_at"] = items["arrival_at"][waiting]
-        children["event_id"] = items["event_id"][waiting]
-        children["retries_done"] = items["retries_done"][waiting] + 1
-        children["previous_backoff_s"] = rows["backoff_s"][waiting]
-        return Decided(live, keys, rows, children, live[waiting])
+        children = Items(
+            rows["next_ready_at"][waiting],
+            items.arrival_at[waiting],
+            items.event_id[waiting],
+            (items.retries_done[waiting] + 1).astype(np.int16),
+            rows["backoff_s"][waiting],
+        )
+        return Decided(block, live, rows, children, live[waiting])
 
-    def _attempt(self, items: np.ndarray, dispatch_at: np.ndarray) -> dict[str, np.ndarray]:
+    @staticmethod
+    def _reusable(
+        block: Block, live: np.ndarray, dispatch_at: np.ndarray, previous: Decided
+    ) -> np.ndarray:
+        """For each attempt of `block`, the row of `previous` holding the same attempt at the same
+        dispatch time (its draws and decision still hold), or -1 where it must be decided anew."""
+        to_row = np.full(previous.block.items.size, -1, dtype=np.int64)
+        to_row[previous.live] = np.arange(previous.live.size)
+        before = carried_over(block, previous.block)[live]
+        match = np.where(before >= 0, to_row[np.maximum(before, 0)], -1)
+        seen = match >= 0
+        seen[seen] = previous.rows["dispatch_at"][match[seen]] == dispatch_at[seen]
+        return np.where(seen, match, -1)
+
+    def _attempt(self, items: Items, dispatch_at: np.ndarray) -> dict[str, np.ndarray]:
         """Send attempts to the endpoint and decide each (S4–S9).
 
         Draws are keyed to (event, attempt), so an attempt's dice do not depend on the block.
         With a capacity-limited endpoint the queue state is advanced on a copy (kept in
         `self._server_after`), since a block may be decided more than once.
         """
-        event_id, attempt = items["event_id"], items["retries_done"] + 1
-        u = {name: stream.at(event_id, attempt) for name, stream in self.draws.items()}
+        event_id, attempt = items.event_id, items.retries_done + 1
+        u = keyed_draws(self.draws, event_id, attempt)
         status, service, hang = self.endpoint.draw(
             dispatch_at, u["status"], u["hang"], u["latency"]
         )
@@ -243,14 +315,14 @@ class Model:
         complete_at = dispatch_at + np.where(timed_out, self.timeout, response)
         kind = policy.classify(status, self.table)
         retry_after = self.endpoint.retry_after_s(status, dispatch_at)
-        retries_done = items["retries_done"]
+        retries_done = items.retries_done
         backoff = policy.backoff_delay(
-            retries_done + 1, u["backoff"], self.policy.backoff, items["previous_backoff_s"]
+            retries_done + 1, u["backoff"], self.policy.backoff, items.previous_backoff_s
         )
         decision = policy.decide(
             kind,
             retries_done,
-            items["arrival_at"],
+            items.arrival_at,
             complete_at,
             backoff,
             retry_after,
@@ -298,13 +370,13 @@ class Model:
             else np.ones(children.size, dtype=bool)
         )
         self.queue.retries.add(children[waiting])
-        self._emit(
-            block.items[decided.live[:taken]], {n: c[:taken] for n, c in decided.rows.items()}
-        )
+        live = decided.live[:taken]
+        sent = block.items[:taken] if taken == 0 or live[-1] == taken - 1 else block.items[live]
+        self._emit(sent, {n: c[:taken] for n, c in decided.rows.items()})
         aged = np.flatnonzero(block.expired[:k])
         if aged.size:
             items = block.items[aged]
-            self._emit_aged_out(items, policy.age_deadline(items["arrival_at"], self.policy))
+            self._emit_aged_out(items, policy.age_deadline(items.arrival_at, self.policy))
 
     def _resize_block(self, cut: bool) -> None:
         if cut:
@@ -314,29 +386,29 @@ class Model:
 
     # --- records --------------------------------------------------------------------------
 
-    def _emit(self, sent: np.ndarray, chosen: dict[str, np.ndarray]) -> None:
+    def _emit(self, sent: Items, chosen: dict[str, np.ndarray]) -> None:
         if not sent.size:
             return
         chunk = {
             "replication": np.full(sent.size, self.replication, dtype=np.int32),
-            "event_id": sent["event_id"],
-            "attempt": (sent["retries_done"] + 1).astype(np.int16),
-            "arrival_at": sent["arrival_at"],
-            "ready_at": sent["ready_at"],
+            "event_id": sent.event_id,
+            "attempt": (sent.retries_done + 1).astype(np.int16),
+            "arrival_at": sent.arrival_at,
+            "ready_at": sent.ready_at,
             **{name: chosen[name] for name in COLUMNS if name in chosen},
         }
         self._push(chunk)
 
-    def _emit_aged_out(self, items: np.ndarray, deadline: np.ndarray) -> None:
+    def _emit_aged_out(self, items: Items, deadline: np.ndarray) -> None:
         """Rows for events that reached the maximum age while waiting for a token (S6)."""
         n = items.size
         self._push(
             {
                 "replication": np.full(n, self.replication, dtype=np.int32),
-                "event_id": items["event_id"],
-                "attempt": (items["retries_done"] + 1).astype(np.int16),
-                "arrival_at": items["arrival_at"],
-                "ready_at": items["ready_at"],
+                "event_id": items.event_id,
+                "attempt": (items.retries_done + 1).astype(np.int16),
+                "arrival_at": items.arrival_at,
+                "ready_at": items.ready_at,
                 "dispatch_at": np.full(n, np.nan),
                 "complete_at": deadline,
                 "status": np.full(n, policy.STATUS_TIMEOUT, dtype=np.int16),
@@ -350,10 +422,8 @@ class Model:
 
     def _age_out_leftovers(self) -> None:
         """Items still waiting at the horizon whose maximum age fell before it have aged out."""
-        items = np.concatenate(
-            (self.queue.peek(len(self.queue), self.horizon), self.selector.held())
-        )
-        deadline = policy.age_deadline(items["arrival_at"], self.policy)
+        items = concat([self.queue.peek(len(self.queue), self.horizon), self.selector.held()])
+        deadline = policy.age_deadline(items.arrival_at, self.policy)
         aged = deadline < self.horizon
         if aged.any():
             self._emit_aged_out(items[aged], deadline[aged])

@@ -22,7 +22,8 @@ from typing import Final, Protocol
 import numpy as np
 
 from sim import policy
-from sim.des.queues import ITEM, FifoQueue
+from sim.des.items import Items, empty, merge, sort_by_ready
+from sim.des.queues import FifoQueue
 from sim.scenario.model import RetryPolicy
 
 MAX_EXPIRIES_PER_BLOCK = 256
@@ -40,35 +41,35 @@ class Finished:
 FINISHED: Final = Finished()
 
 
-def identity(items: np.ndarray) -> np.ndarray:
+def identity(items: Items) -> np.ndarray:
     """One int64 per waiting delivery: its event and its retries so far (unique in a block)."""
-    return items["event_id"].astype(np.int64) * 256 + items["retries_done"]
+    return items.event_id * 256 + items.retries_done
 
 
 @dataclass
 class Block:
     """A proposed block of deliveries, in dispatch order."""
 
-    items: np.ndarray  # ITEM records
+    items: Items
     dispatch_at: np.ndarray  # NaN where the item aged out waiting
     full_after: np.ndarray  # bucket state after each item (unchanged by aged-out items)
     expired: np.ndarray  # aged out waiting for a token
     from_queue: np.ndarray  # False: a retry born inside this block, merged in by ready time
-    source: np.ndarray  # FIFO: the queue items peeked, to reschedule with merged-in retries
+    source: Items  # FIFO: the queue items peeked, to reschedule with merged-in retries
     walk_at: np.ndarray | None = None  # LIFO: the token time at which each item was chosen
 
-    def born_inside(self, children: np.ndarray) -> np.ndarray:
+    def born_inside(self, children: Items) -> Items:
         """FIFO: the retries that belong inside this block (ready before its last item)."""
-        return children[children["ready_at"] < self.items["ready_at"][-1]]
+        return children[children.ready_at < self.items.ready_at[-1]]
 
-    def holds(self, inside: np.ndarray) -> bool:
+    def holds(self, inside: Items) -> bool:
         """FIFO: whether the merged-in retries are exactly `inside` (same deliveries, same times)."""
         return _as_map(self.items[~self.from_queue]) == _as_map(inside)
 
-    def settled(self, children: np.ndarray, parents: np.ndarray) -> int:
+    def settled(self, children: Items, parents: np.ndarray) -> int:
         """Length of the prefix left unchanged by the retries born in the block.
 
-        `children` are those retries (ITEM records), `parents` the block positions of the
+        `children` are those retries, `parents` the block positions of the
         attempts that produced them.
         """
         if self.walk_at is not None:
@@ -76,7 +77,7 @@ class Block:
         want = _as_map(self.born_inside(children))
         merged = self.items[~self.from_queue]
         have = _as_map(merged)
-        ready = self.items["ready_at"]
+        ready = self.items.ready_at
         cuts = [self.items.size]
         for key, at in want.items():  # missing: it would have queued after the items ready by `at`
             if have.get(key) != at:
@@ -87,17 +88,37 @@ class Block:
                 cuts.append(position)
         return min(cuts)
 
-    def _settled_lifo(self, children: np.ndarray, parents: np.ndarray) -> int:
+    def _settled_lifo(self, children: Items, parents: np.ndarray) -> int:
         assert self.walk_at is not None
         born = np.full(self.items.size, np.inf)
-        np.minimum.at(born, parents, children["ready_at"])
+        np.minimum.at(born, parents, children.ready_at)
         earliest_before = np.concatenate(([np.inf], np.minimum.accumulate(born)[:-1]))
         hit = self.walk_at >= earliest_before
         return int(np.argmax(hit)) if hit.any() else self.items.size
 
 
-def _as_map(items: np.ndarray) -> dict[int, float]:
-    return dict(zip(identity(items).tolist(), items["ready_at"].tolist(), strict=True))
+def carried_over(block: Block, previous: Block) -> np.ndarray:
+    """For each position of a rescheduled FIFO block, the position the same delivery held in
+    the `previous` proposal of it (-1: not in it). Both hold a prefix of the same queue items,
+    in queue order, plus retries merged in by ready time; the retries are matched by identity."""
+    at = np.full(block.items.size, -1, dtype=np.int64)
+    now, before = np.flatnonzero(block.from_queue), np.flatnonzero(previous.from_queue)
+    shared = min(now.size, before.size)
+    at[now[:shared]] = before[:shared]
+    merged = np.flatnonzero(~block.from_queue)
+    earlier = np.flatnonzero(~previous.from_queue)
+    if merged.size and earlier.size:
+        keys = identity(previous.items[earlier])
+        order = np.argsort(keys)
+        wanted = identity(block.items[merged])
+        found = np.minimum(np.searchsorted(keys, wanted, sorter=order), keys.size - 1)
+        same = keys[order[found]] == wanted
+        at[merged[same]] = earlier[order[found[same]]]
+    return at
+
+
+def _as_map(items: Items) -> dict[int, float]:
+    return dict(zip(identity(items).tolist(), items.ready_at.tolist(), strict=True))
 
 
 class Selector(Protocol):
@@ -111,7 +132,7 @@ class Selector(Protocol):
         None when nothing is ready, FINISHED when the next could only leave after the horizon."""
         ...
 
-    def reschedule(self, block: Block, inside: np.ndarray, full_at: float) -> Block | Finished:
+    def reschedule(self, block: Block, inside: Items, full_at: float) -> Block | Finished:
         """The same block with the retries `inside` (born in it, ready before its end) merged in."""
         ...
 
@@ -119,7 +140,7 @@ class Selector(Protocol):
         """Take the first k queued items of the last block out of the queue."""
         ...
 
-    def held(self) -> np.ndarray:
+    def held(self) -> Items:
         """Items taken out of the queue but not yet served."""
         ...
 
@@ -149,22 +170,17 @@ class FifoSelector(_Selector):
         peeked = self.queue.peek(n, before)
         if not peeked.size:
             return None
-        return self._schedule(peeked, np.zeros(0, dtype=ITEM), full_at)
+        return self._schedule(peeked, empty(), full_at)
 
-    def reschedule(self, block: Block, inside: np.ndarray, full_at: float) -> Block | Finished:
+    def reschedule(self, block: Block, inside: Items, full_at: float) -> Block | Finished:
         """The same block with the retries `inside` merged in by their ready times."""
         return self._schedule(block.source, inside, full_at)
 
-    def _schedule(
-        self, peeked: np.ndarray, inside: np.ndarray, full_at: float
-    ) -> Block | Finished:
-        items = np.concatenate((peeked, inside)) if inside.size else peeked
-        from_queue = np.arange(items.size) < peeked.size
-        if inside.size:  # stable: at equal ready times, queued items go first
-            order = np.argsort(items["ready_at"], kind="stable")
-            items, from_queue = items[order], from_queue[order]
+    def _schedule(self, peeked: Items, inside: Items, full_at: float) -> Block | Finished:
+        # peeked is in ready order; at equal ready times, queued items go first
+        items, from_queue = merge(peeked, sort_by_ready(inside))
         dispatch_at, full_after, expired, n = self._token_times(items, full_at)
-        deadline = policy.age_deadline(items["arrival_at"], self.retry)
+        deadline = policy.age_deadline(items.arrival_at, self.retry)
         beyond = np.where(expired[:n], deadline[:n], dispatch_at[:n]) >= self.horizon
         if beyond.any():
             n = int(np.argmax(beyond))
@@ -175,11 +191,11 @@ class FifoSelector(_Selector):
         )
 
     def _token_times(
-        self, items: np.ndarray, full_at: float
+        self, items: Items, full_at: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """Token times in queue order; an item that ages out takes no token and the items behind
         it are rescheduled without it."""
-        ready_at, arrival_at = items["ready_at"], items["arrival_at"]
+        ready_at, arrival_at = items.ready_at, items.arrival_at
         size = ready_at.size
         dispatch_at, full_after = np.full(size, np.nan), np.empty(size)
         expired = np.zeros(size, dtype=bool)
@@ -203,9 +219,9 @@ class FifoSelector(_Selector):
         """Take the first k queued items of the last block out of the queue."""
         self.queue.consume(k)
 
-    def held(self) -> np.ndarray:
+    def held(self) -> Items:
         """Items taken out of the queue but not yet served (none: FIFO serves straight from it)."""
-        return np.zeros(0, dtype=ITEM)
+        return empty()
 
 
 @dataclass
@@ -216,7 +232,7 @@ class Walk:
     the settled prefix and applies its stack state for real.
     """
 
-    rows: list[tuple] = field(default_factory=list)  # the chosen items (ITEM tuples)
+    rows: list[tuple] = field(default_factory=list)  # the chosen items (`Items.rows` tuples)
     dispatch_at: list[float] = field(default_factory=list)  # NaN: aged out waiting (S6)
     full_after: list[float] = field(default_factory=list)  # bucket state after each choice
     expired: list[bool] = field(default_factory=list)
@@ -228,7 +244,7 @@ class Walk:
     last_dispatch_at: float = 0.0
 
     def block(self) -> Block:
-        items = np.array(self.rows, dtype=ITEM)
+        items = Items.from_rows(self.rows)
         return Block(
             items,
             np.array(self.dispatch_at),
@@ -274,7 +290,7 @@ class LifoSelector(_Selector):
             return FINISHED if walk.finished else None
         return walk.block()
 
-    def reschedule(self, block: Block, inside: np.ndarray, full_at: float) -> Block | Finished:
+    def reschedule(self, block: Block, inside: Items, full_at: float) -> Block | Finished:
         """Never asked (`rounds` is 0): a LIFO block is settled by its walk."""
         return block
 
@@ -289,16 +305,16 @@ class LifoSelector(_Selector):
         self.queue.consume(walk.taken)
         self.last_dispatch_at = walk.last_dispatch_at
 
-    def held(self) -> np.ndarray:
+    def held(self) -> Items:
         """Items on the stack: visible, waiting for a token."""
-        return np.array(self.stack, dtype=ITEM) if self.stack else np.zeros(0, dtype=ITEM)
+        return Items.from_rows(self.stack)
 
     def _walk(
-        self, incoming: np.ndarray, size: int, n: int, before: float, full_at: float
+        self, incoming: Items, size: int, n: int, before: float, full_at: float
     ) -> Walk | None:
         """Choose up to n items on an overlay of the stack (the real one is left untouched);
         None when an item not yet seen could be newer than the first choice."""
-        arrivals = incoming.tolist()
+        arrivals = incoming.rows()
         complete = incoming.size < size  # everything ready before `before` is in `incoming`
         spacing = 0.0 if self.rate is None else 1.0 / self.rate
         slack = (self.capacity - 1.0) * spacing
@@ -343,6 +359,4 @@ class LifoSelector(_Selector):
                     state = max(state, t) + spacing
                 last = t
             full_after.append(state)
-        return Walk(
-            rows, dispatch_at, full_after, expired, walk_at, finished, top, pushed, p, last
-        )
+        return Walk(rows, dispatch_at, full_after, expired, walk_at, finished, top, pushed, p, last)

@@ -113,6 +113,13 @@ class EndpointModel:
         self, t: np.ndarray, u_status: np.ndarray, u_hang: np.ndarray, u_latency: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(status, service seconds, hangs) for requests arriving at times t, from uniform draws."""
+        if len(self.regimes) == 1:  # no incidents: one regime throughout
+            regime = self.regimes[0]
+            return (
+                regime.draw_status(u_status),
+                service_quantile(regime.latency, u_latency),
+                u_hang < regime.timeout_probability,
+            )
         segment = self.segment(t)
         status = np.empty(t.shape, dtype=np.int16)
         service = np.empty(t.shape)
@@ -127,4 +134,6 @@ class EndpointModel:
 
     def retry_after_s(self, status: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Retry-After seconds the endpoint sends with each status at time t (NaN = none)."""
+        if len(self.regimes) == 1:
+            return self._retry_after[0, status]
         return self._retry_after[self.segment(t), status]

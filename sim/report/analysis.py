@@ -127,6 +127,14 @@ def size_document(result: SizingResult) -> dict[str, Any]:
             "monotone": result.monotone,
             "range": {"min": result.min_rate, "max": result.max_rate, "step": result.step},
             "replications": result.scenario.replications,
+            "method": result.method,
+            "rates_evaluated": result.rates_evaluated,
+            "replications_run": result.replications_run,
+            "lattice_size": result.lattice_size,
+            "wall_s": round(result.wall_s, 3),
+            "evaluations": result.evaluations[["rate", "replications", "all_met"]].to_dict(
+                orient="records"
+            ),
             "slo": result.scenario.slo.model_dump(exclude_none=True),
             "endpoint_limit": result.endpoint_limit,
             "overload_tolerance": result.overload_tolerance,
@@ -150,6 +158,7 @@ def write_size_report(result: SizingResult, out_dir: Path) -> Path:
         )
         save_figure(plot_sizing(result), folder / "size.png")
         lines = [f"# {result.scenario.name}: rate-limit sizing", "", result.sentence(), ""]
+        lines += [result.effort(), ""]
         lines += [f"* {note}" for note in result.notes]
         lines += ["", _markdown_table(result.evaluations), "", "![size](size.png)", ""]
         if result.endpoint_probe is not None:

@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import yaml
+from matplotlib.figure import Figure
 
 from sim.report.outputs import json_safe, number, save_figure, write_folder
 from sim.report.plots import (
@@ -218,10 +218,23 @@ def report_markdown(result: RunResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def draw_plot(name: str, result: RunResult, path: Path) -> str:
+    """Draw one of the report's PLOTS into a PNG file."""
+    fig = Figure(figsize=(9, 4))  # no pyplot: no GUI backend, whatever the process
+    PLOTS[name](result, fig.subplots())
+    save_figure(fig, path)
+    return name
+
+
 def write_report(result: RunResult, out_dir: Path) -> Path:
-    """Write the whole report folder atomically; returns its path."""
+    """Write the whole report folder atomically; returns its path.
+
+    The plots are drawn here, in this process, which has matplotlib loaded already: on two
+    cores, drawing them on the worker processes cost as much in their imports as it saved."""
 
     def fill(folder: Path) -> None:
+        for name in PLOTS:
+            draw_plot(name, result, folder / name)
         (folder / "summary.json").write_text(json.dumps(summary_document(result), indent=2))
         result.timeseries.to_csv(folder / "timeseries.csv", index=False)
         (folder / "scenario.yaml").write_text(
@@ -229,10 +242,6 @@ def write_report(result: RunResult, out_dir: Path) -> Path:
         )
         if result.records is not None:
             result.records.to_csv(folder / "attempts.csv", index=False)
-        for name, plot in PLOTS.items():
-            fig, ax = plt.subplots(figsize=(9, 4))
-            plot(result, ax)
-            save_figure(fig, folder / name)
         (folder / "report.md").write_text(report_markdown(result))
 
     return write_folder(out_dir, fill)

@@ -69,9 +69,10 @@ class Accumulator:
         times = times[times < self.horizon]
         if times.size:
             index = (times / self.fine_s).astype(np.int64)
-            self.fine[name] += np.bincount(index, minlength=self.fine[name].size)[
-                : self.fine[name].size
-            ]
+            first = int(index.min())  # count over the bins the chunk spans, not the horizon
+            counts = np.bincount(index - first)
+            target = self.fine[name][first:]
+            target[: counts.size] += counts[: target.size]
 
     def _count(self, name: str, n: int) -> None:
         self.counts[name] = self.counts.get(name, 0) + int(n)

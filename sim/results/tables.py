@@ -34,12 +34,13 @@ def timeseries_frame(results: list[ReplicationResult]) -> pd.DataFrame:
 def ci_half_width(sd: Any, n: Any, confidence: float = 0.95) -> np.ndarray:
     """Half-width of the Student-t confidence interval of a mean, from the standard deviation
     and the count of its values (elementwise; NaN where fewer than 2 values)."""
-    from scipy import stats
+    from scipy import special  # stdtrit is scipy.stats.t.ppf's own kernel, without stats' import
 
     count = np.asarray(n, dtype=float)
     dof = np.where(count > 1, count - 1, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return stats.t.ppf(0.5 + confidence / 2, dof) * np.asarray(sd, dtype=float) / np.sqrt(count)
+        t = special.stdtrit(dof, 0.5 + confidence / 2)
+        return t * np.asarray(sd, dtype=float) / np.sqrt(count)
 
 
 def aggregate(summary: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:

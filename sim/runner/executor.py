@@ -10,8 +10,11 @@ come from joblib's reusable loky pool: started once, then reused by every later 
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +38,14 @@ def default_workers() -> int:
 
 def _indexed(index: int, fn: Callable[..., Any], *args: Any) -> tuple[int, Any]:
     return index, fn(*args)
+
+
+def _import(modules: tuple[str, ...], linger_s: float) -> None:
+    """A worker's first task: import what the next tasks need; linger so that every worker of
+    the pool gets one."""
+    for module in modules:
+        importlib.import_module(module)
+    time.sleep(linger_s)
 
 
 class Executor:
@@ -111,17 +122,30 @@ class Executor:
     def map(
         self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]
     ) -> Iterator[tuple[int, Any]]:
-        """Run `fn(*args)` for every `args` in `tasks`; yield (task index, result) as they finish."""
+        """Run `fn(*args)` for every `args` in `tasks`; yield (task index, result) as they finish.
+
+        On workers the tasks are sent at once, before the first result is asked for, so the
+        caller can do other work meanwhile; in this process each runs when its result is asked."""
         if self._client is not None:
-            yield from self._dask_map(fn, tasks)
-        elif self.workers == 1 or len(tasks) == 1:
-            for index, args in enumerate(tasks):
-                yield index, fn(*args)
-        else:
-            parallel = Parallel(
-                n_jobs=min(self.workers, len(tasks)), return_as="generator_unordered"
-            )
-            yield from parallel(delayed(_indexed)(i, fn, *args) for i, args in enumerate(tasks))
+            return self._dask_map(fn, tasks)
+        if self.workers == 1 or len(tasks) == 1:
+            return ((index, fn(*args)) for index, args in enumerate(tasks))
+        # always the same size, so the pool is reused as it is (resizing it would restart workers)
+        parallel = Parallel(n_jobs=self.workers, return_as="generator_unordered")
+        results: Iterator[tuple[int, Any]] = parallel(
+            delayed(_indexed)(i, fn, *args) for i, args in enumerate(tasks)
+        )
+        return results
+
+    def warm_up(self, *modules: str) -> threading.Thread | None:
+        """Start the local worker processes and import `modules` in each, in the background; the
+        pool is then reused by the next `map` (join the thread first). None without workers."""
+        if self.dask is not None or self.workers == 1:
+            return None
+        tasks = [(modules, 0.2)] * self.workers
+        thread = threading.Thread(target=self.gather, args=(_import, tasks), daemon=True)
+        thread.start()
+        return thread
 
     def gather(
         self,
@@ -159,5 +183,4 @@ class Executor:
             self._client.submit(_indexed, i, fn, *row, pure=False)
             for i, row in enumerate(scattered)
         ]
-        for _, result in as_completed(futures, with_results=True):
-            yield result
+        return (result for _, result in as_completed(futures, with_results=True))

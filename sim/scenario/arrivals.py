@@ -75,7 +75,7 @@ def arrival_windows(
     while start < horizon_s:
         end = min(start + WINDOW_S, horizon_s)
         times = np.concatenate([source_times(s, rng, start, end) for s in sources])
-        times.sort(kind="stable")
+        times.sort()  # floats: any sort gives the same array, and the default is the fastest
         yield start, end, times
         start = end
 
