@@ -75,6 +75,14 @@ def validate(
             "time: writes power.csv and the resolution (smallest error caught) to the report.",
         ),
     ] = False,
+    power_setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--power-setting",
+            help="With --power: only this setting of the ladder, e.g. retry_policy.backoff.base "
+            "(repeatable).",
+        ),
+    ] = None,
     record_live: Annotated[
         Path | None,
         typer.Option(help="Save the live run to this file (one scenario), to replay it later."),
@@ -120,6 +128,7 @@ def validate(
         scenarios = [load_scenario(path, set_ or []) for path in files]
     if record_live is not None:
         _check_record_path(record_live)
+    power_settings = _power_settings(power, power_setting)
     model_overrides = _overrides(model_set or [])
     mode: Literal["replay", "model"] = "model" if arrivals == "model" else "replay"
     check_model_overrides(model_overrides, mode)
@@ -145,6 +154,7 @@ def validate(
                     replay=replay,
                     record=record_live,
                     power=power,
+                    power_settings=power_settings,
                     loop=loop,
                     workers=workers,
                     progress=_say(scenario.name),
@@ -207,6 +217,25 @@ def _replayed_scenario(replay: Recording, files: list[Path], set_: list[str]) ->
     scenario = load_scenario(files[0], set_)
     check_matches(replay, scenario)
     return scenario
+
+
+def _power_settings(power: bool, chosen: list[str] | None) -> list[str] | None:
+    """The settings `--power-setting` picks (None: all), checked against the ladder."""
+    from sim.validation.ladder import SETTINGS
+
+    if not chosen:
+        return None
+    if not power:
+        raise InputError(None, "--power-setting", "give it with --power")
+    unknown = [name for name in chosen if name not in SETTINGS]
+    if unknown:
+        raise InputError(
+            None,
+            "--power-setting",
+            f"no such setting in the ladder: {', '.join(unknown)} (choose from "
+            f"{', '.join(SETTINGS)})",
+        )
+    return chosen
 
 
 def _check_record_path(path: Path) -> None:

@@ -201,11 +201,13 @@ def _shares(model: Scenario, skipped: dict[str, str]) -> list[Deviation]:
     responses = dict(model.endpoint.responses)
     ok = [s for s in responses if 200 <= s <= 299]
     errors = [s for s, p in responses.items() if p > 0 and not 200 <= s <= 299]
-    if not ok:
-        if errors:
-            skipped[RESPONSES] = "no 2xx share to take the difference from"
-        return []
-    donor = max(ok, key=lambda s: responses[s])
+    if not errors:
+        skipped[RESPONSES] = "the endpoint answers no error status"
+    elif not ok:
+        skipped[RESPONSES] = "no 2xx share to take the difference from"
+    if not errors or not ok:
+        errors = []
+    donor = max(ok, key=lambda s: responses[s]) if ok else 200
     out = []
     for status in sorted(errors):
         share = responses[status]
@@ -217,7 +219,9 @@ def _shares(model: Scenario, skipped: dict[str, str]) -> list[Deviation]:
             out.append(Deviation(f"{RESPONSES}.{status}", percent(step), f"{share + delta:.4g}",
                                  {RESPONSES: mix}, 1 + step))  # fmt: skip
     hangs = model.endpoint.timeout_probability
-    if hangs > 0:
+    if hangs == 0:
+        skipped[HANGS] = "the endpoint never hangs (timeout_probability 0)"
+    else:
         for step in _both(SHARE_STEPS):
             new = hangs * (1 + step)
             if new < 1:

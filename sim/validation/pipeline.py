@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,7 @@ def validate(
     replay: Recording | None = None,
     record: Path | None = None,
     power: bool = False,
+    power_settings: Collection[str] | None = None,
     loop: str | None = None,
     workers: int | None = None,
     alpha: float = ALPHA,
@@ -129,7 +130,8 @@ def validate(
     arrival times. `loop` picks the live run's event loop (`sim.live.delivery.loops`).
     `record`: save the live run there (`sim.validation.recording`), with the validation's
     verdict once known. `power`: also test the live run against the deviation ladder
-    (`sim.validation.power`). `model_progress` gets the fraction of the model work done.
+    (`sim.validation.power`), of every setting or of `power_settings` only. `model_progress`
+    gets the fraction of the model work done.
     """
     from sim.scenario.loading import with_overrides
 
@@ -153,7 +155,7 @@ def validate(
     conforms = conformance(
         live.records, destination.invocation_rate_limit_per_second, destination.burst
     )
-    parts = 1 + (len(ladder(model_scenario)[0]) if power else 0)
+    parts = 1 + (len(ladder(model_scenario, power_settings)[0]) if power else 0)
     say(f"model: {replications} replications" + (f", then {parts - 1} deviations" if power else ""))
     started = time.perf_counter()
     replayed_arrivals = live_arrivals(live) if arrivals == "replay" else None
@@ -193,6 +195,7 @@ def validate(
             arrivals=replayed_arrivals,
             workers=workers,
             alpha=alpha,
+            settings=power_settings,
             progress=power_tick,
         )
     if record is not None:
