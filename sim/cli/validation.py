@@ -239,10 +239,12 @@ def _power_settings(power: bool, chosen: list[str] | None) -> list[str] | None:
 
 
 def _check_record_path(path: Path) -> None:
+    """Refuse, before the live run, a recording path that cannot be written (folders are made)."""
     if path.is_dir():
         raise InputError(None, "--record-live", f"{path} is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise InputError(None, "--record-live", f"no folder {path.parent} to write {path.name} in")
+    existing = next(p for p in path.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise InputError(None, "--record-live", f"{existing} is a file, not a folder")
 
 
 def _say(name: str) -> Callable[[str], None]:

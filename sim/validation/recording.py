@@ -105,6 +105,7 @@ def save_live(
     }
     arrays["meta"] = np.array(json.dumps(json_safe(meta)))
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with staging.open("wb") as out:

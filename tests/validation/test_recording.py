@@ -161,7 +161,8 @@ def test_options_that_cannot_go_with_a_replay_exit_2(cli, args, flag):
 
 def test_a_record_file_that_cannot_be_written_is_refused_before_the_live_run(cli, tmp_path):
     steady = str(SCENARIOS / "steady-errors.yaml")
-    for target, problem in ((tmp_path, "is a folder"), (tmp_path / "no" / "x.npz", "no folder")):
+    (tmp_path / "file").write_text("")
+    for target, problem in ((tmp_path, "is a folder"), (tmp_path / "file" / "x.npz", "a file")):
         line = one_error_line(cli.invoke(app, ["validate", steady, "--record-live", str(target)]))
         assert line.startswith("error: --record-live: ") and problem in line
     two = ["validate", steady, steady, "--record-live", str(tmp_path / "x.npz")]
