@@ -299,10 +299,11 @@ def _recorded(recorded: dict[str, Any] | None) -> str:
     """What the recording says its own validation gave, to compare with the replay."""
     if not recorded:
         return ""
+    critical = recorded["critical"]  # None: not finite
+    limit = "∞" if critical is None else f"{critical:.2f}"
     return (
-        f" (recorded: {recorded['verdict']}  T = {recorded['statistic']:.2f}, limit "
-        f"{recorded['critical']:.2f}, {recorded['replications']} replications, "
-        f"arrivals {recorded['arrivals']})"
+        f" (recorded: {recorded['verdict']}  T = {recorded['statistic']:.2f}, limit {limit}, "
+        f"{recorded['replications']} replications, arrivals {recorded['arrivals']})"
     )
 
 
