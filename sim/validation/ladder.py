@@ -202,7 +202,7 @@ def _shares(model: Scenario, skipped: dict[str, str]) -> list[Deviation]:
     ok = [s for s in responses if 200 <= s <= 299]
     errors = [s for s, p in responses.items() if p > 0 and not 200 <= s <= 299]
     if not errors:
-        skipped[RESPONSES] = "the endpoint answers no error status"
+        skipped[RESPONSES] = "the response mix has no error status" + _not_varied(model)
     elif not ok:
         skipped[RESPONSES] = "no 2xx share to take the difference from"
     if not errors or not ok:
@@ -220,13 +220,26 @@ def _shares(model: Scenario, skipped: dict[str, str]) -> list[Deviation]:
                                  {RESPONSES: mix}, 1 + step))  # fmt: skip
     hangs = model.endpoint.timeout_probability
     if hangs == 0:
-        skipped[HANGS] = "the endpoint never hangs (timeout_probability 0)"
+        in_incidents = any(i.timeout_probability for i in model.endpoint.incidents)
+        skipped[HANGS] = "timeout_probability is 0" + (
+            " (incidents' hangs are not varied)" if in_incidents else ""
+        )
     else:
         for step in _both(SHARE_STEPS):
             new = hangs * (1 + step)
             if new < 1:
                 out.append(Deviation(HANGS, percent(step), f"{new:.4g}", {HANGS: new}, 1 + step))
     return out
+
+
+def _not_varied(model: Scenario) -> str:
+    """What the share ladder leaves alone, when the scenario has it."""
+    parts = []
+    if model.endpoint.capacity is not None:
+        parts.append("overload answers")
+    if model.endpoint.incidents:
+        parts.append("incidents")
+    return f" ({' and '.join(parts)} are not varied)" if parts else ""
 
 
 def _retry_after(model: Scenario, skipped: dict[str, str]) -> list[Deviation]:
