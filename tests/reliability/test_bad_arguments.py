@@ -33,7 +33,7 @@ runner = CliRunner()
 
 PATH_AND_ADDRESS_OPTIONS = (
     "--db", "--records", "--out", "--metrics", "--log", "--access-log", "--plot", "--events",
-    "--listen", "--host", "--port",
+    "--listen", "--host", "--port", "--record-live", "--replay-live",
 )  # fmt: skip
 """Options naming a file, folder or address: each one a command has must be tested."""
 
@@ -249,6 +249,15 @@ CASES: dict[str, list[Case]] = {
         c("out-unwritable", "--out", lambda e: ["validate", str(e.scenario), "--out", str(e.unwritable / "o")]),
         c("out-two-scenarios", "--out", lambda e: ["validate", str(e.scenario), str(e.scenario), "--out", str(e.root / "work" / "o")]),
         c("set", "--set", lambda e: ["validate", str(e.scenario), "--set", "seed=-4"]),
+        c("record-live-folder", "--record-live", lambda e: ["validate", str(e.scenario), "--record-live", str(e.root)]),
+        c("record-live-under-file", "--record-live", lambda e: ["validate", str(e.scenario), "--record-live", str(e.a_file / "x.npz")]),
+        c("record-live-two", "--record-live", lambda e: ["validate", str(e.scenario), str(e.scenario), "--record-live", str(e.root / "work" / "x.npz")]),
+        c("replay-live-missing", lambda e: str(e.missing / "x.npz"), lambda e: ["validate", "--replay-live", str(e.missing / "x.npz")]),
+        c("replay-live-not-npz", lambda e: str(e.scenario), lambda e: ["validate", "--replay-live", str(e.scenario)]),
+        c("replay-live-two", "--replay-live", lambda e: ["validate", str(e.scenario), str(e.scenario), "--replay-live", str(e.scenario)]),
+        c("replay-and-record", "--record-live", lambda e: ["validate", "--replay-live", str(e.scenario), "--record-live", str(e.root / "work" / "x.npz")]),
+        c("power-setting-alone", "--power-setting", lambda e: ["validate", str(e.scenario), "--power-setting", "backoff_base"]),
+        c("power-setting-unknown", "--power-setting", lambda e: ["validate", str(e.scenario), "--power", "--power-setting", "nonsense"]),
     ],
 }  # fmt: skip
 
