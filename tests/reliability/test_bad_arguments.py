@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 from sim.cli import app
 from tests.support import ROOT
+from tests.support.processes import core_config_data, write_yaml
 
 runner = CliRunner()
 
@@ -312,32 +313,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         )
     )
     config = inputs / "core.yaml"
-    connection = {"ApiKeyAuthParameters": {"ApiKeyName": "k", "ApiKeyValue": "v"}}
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "Connections": [
-                    {"Name": "c", "AuthorizationType": "API_KEY", "AuthParameters": connection}
-                ],
-                "ApiDestinations": [
-                    {
-                        "Name": "d",
-                        "ConnectionArn": "c",
-                        "InvocationEndpoint": "http://127.0.0.1:9/",
-                        "HttpMethod": "POST",
-                    }
-                ],
-                "Rules": [
-                    {
-                        "Name": "r",
-                        "EventPattern": {"source": ["x"]},
-                        "Targets": [{"Id": "t", "Arn": "d"}],
-                    }
-                ],
-                "sim": {"allow_private_endpoints": True},
-            }
-        )
-    )
+    write_yaml(config, core_config_data("http://127.0.0.1:9/", source="x"))
     events = inputs / "events.jsonl"
     events.write_text('{"source": "x", "detail-type": "t", "detail": {}}\n')
     a_file = inputs / "a-file.txt"
