@@ -187,12 +187,12 @@ def test_lifo_under_an_account_quota_is_refused_with_its_key():
     from sim.errors import InputError
     from sim.runner.replications import run_replications
 
-    s = two_partners(300, 300, 500, horizon=10)
+    s = two_partners(300, 300, 500, horizon=60)
     lifo = bus(
         [{"name": "a", "throttle_order": "lifo", "endpoint": CONSTANT_10MS}],
         [{"name": "to-a", "match_fraction": 1, "target": "a"}],
         {"invocation_limit_per_second": 100},
-        horizon=10,
+        horizon=60,
     )
     assert run_replications(s, workers=1)  # fifo runs
     with pytest.raises(InputError) as caught:
