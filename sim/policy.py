@@ -9,6 +9,7 @@ with the same code.
 from __future__ import annotations
 
 import email.utils
+import heapq
 import math
 import re
 from dataclasses import dataclass
@@ -352,6 +353,126 @@ def expired_waiting(
     return bool(result) if np.ndim(result) == 0 else result
 
 
+def aged_out(dispatch_at: float | np.ndarray, deadline: float | np.ndarray) -> bool | np.ndarray:
+    """`expired_waiting` given the deadline (`age_deadline`): the token would come at or after it."""
+    if _scalars(dispatch_at, deadline):
+        return bool(dispatch_at >= deadline)  # type: ignore[operator]
+    return np.asarray(dispatch_at) >= deadline
+
+
 def age_out_final(dead_letter_queue: bool) -> int:
     """Final code for an event that ends without delivery: DLQ if configured, else dropped (S9)."""
     return FINAL_DLQ if dead_letter_queue else FINAL_DROPPED
+
+
+# --- B2/B4/B5: the bus — rule matches and the account bucket (docs/bus.md) ---------------------
+
+
+def matches(draw: np.ndarray, match_fraction: float) -> np.ndarray:
+    """Which bus events a rule matches (B2): those whose uniform draw, keyed to (event, rule), is
+    below the rule's `match_fraction`. Draws lie in [0, 1), so a rule with `match_fraction` 1
+    matches every event whatever its draws (an engine need not draw them)."""
+    return np.asarray(draw) < match_fraction
+
+
+def deadlines(arrival_at: np.ndarray, maximum_event_age_s: np.ndarray) -> np.ndarray:
+    """`age_deadline` of deliveries whose rules have different maximum ages (one per item)."""
+    return np.asarray(arrival_at, dtype=float) + maximum_event_age_s
+
+
+def take_token(full_at: float, at: float, rate_per_second: float | None) -> float:
+    """A GCRA bucket's state (`full_at`, see `gcra_schedule`) after one token is taken at `at`."""
+    if rate_per_second is None:
+        return full_at
+    return (full_at if full_at > at else at) + 1.0 / rate_per_second
+
+
+def token_from(full_at: float, rate_per_second: float | None, capacity: float) -> float:
+    """The earliest instant a GCRA bucket in state `full_at` holds a token (-inf: unlimited)."""
+    if rate_per_second is None:
+        return -math.inf
+    return full_at - (capacity - 1.0) / rate_per_second
+
+
+class Arbitration(NamedTuple):
+    """What `arbitrate` decided, one entry per head it took, in order."""
+
+    lane: list[int]
+    position: list[int]
+    eligible_at: list[float]  # when the head became eligible (its destination let it go)
+    grant_at: list[float]  # NaN: the head aged out waiting (S6), taking no token
+    lane_full_at: list[float]  # the head's destination bucket after it
+    account_full_at: list[float]  # the account bucket after it
+
+
+def arbitrate(
+    ready_at: list[list[float]],
+    deadline: list[list[float]],
+    start: list[int],
+    rate_per_second: list[float | None],
+    capacity: list[float],
+    full_at: list[float],
+    head_since: list[float],
+    account_full_at: float,
+    account_rate: float,
+    account_capacity: float,
+) -> Arbitration:
+    """B5 `after_destination`: the account's tokens granted to destination line heads, one by one.
+
+    Each destination d has a line of deliveries in service order (`ready_at[d]`, from position
+    `start[d]`), a bucket (`full_at[d]`) and the time its current head became head
+    (`head_since[d]`: its last grant). Its head is *eligible* from the earliest time at or after
+    its ready time and `head_since` at which the destination's bucket holds a token. The account
+    grants its next token to the eligible head that has waited longest (ties: the lower
+    destination index), at the later of its eligibility and the account's next token; the
+    grant takes a token from both buckets. A head whose grant would come at or after its
+    deadline ages out (takes no token) and the next head of its line takes its place.
+    The lists in `full_at` and `head_since` are updated in place.
+    """
+    spacing = [0.0 if r is None else 1.0 / r for r in rate_per_second]
+    slack = [
+        math.inf if r is None else (c - 1.0) / r
+        for r, c in zip(rate_per_second, capacity, strict=True)
+    ]
+    account_spacing = 1.0 / account_rate
+    account_slack = (account_capacity - 1.0) / account_rate
+    index = list(start)
+    heap: list[tuple[float, int]] = []
+    for d, lane in enumerate(ready_at):
+        if index[d] < len(lane):
+            heap.append((_eligible(lane[index[d]], head_since[d], full_at[d] - slack[d]), d))
+    heapq.heapify(heap)
+    out = Arbitration([], [], [], [], [], [])
+    account = account_full_at
+    while heap:
+        eligible, d = heap[0]
+        i = index[d]
+        token = account - account_slack
+        grant = eligible if eligible >= token else token
+        if grant >= deadline[d][i]:
+            grant = math.nan
+        else:
+            if spacing[d]:
+                full_at[d] = (full_at[d] if full_at[d] > grant else grant) + spacing[d]
+            head_since[d] = grant
+            account = (account if account > grant else grant) + account_spacing
+        out.lane.append(d)
+        out.position.append(i)
+        out.eligible_at.append(eligible)
+        out.grant_at.append(grant)
+        out.lane_full_at.append(full_at[d])
+        out.account_full_at.append(account)
+        i += 1
+        index[d] = i
+        if i < len(ready_at[d]):
+            nxt = _eligible(ready_at[d][i], head_since[d], full_at[d] - slack[d])
+            heapq.heapreplace(heap, (nxt, d))
+        else:
+            heapq.heappop(heap)
+    return out
+
+
+def _eligible(ready_at: float, head_since: float, token_from: float) -> float:
+    """When a line head is eligible: its ready time, its becoming head, its bucket's token."""
+    at = ready_at if ready_at > head_since else head_since
+    return at if at > token_from else token_from
