@@ -355,3 +355,50 @@ def expired_waiting(
 def age_out_final(dead_letter_queue: bool) -> int:
     """Final code for an event that ends without delivery: DLQ if configured, else dropped (S9)."""
     return FINAL_DLQ if dead_letter_queue else FINAL_DROPPED
+
+
+# --- B4/B5: the account invocation quota (issue 12, written for the live core's side) ----------
+#
+# The account's quota is one more `TokenBucket` (rate `account.invocation_limit_per_second`,
+# capacity `account.burst`, starting full), taken by every attempt of every destination. These
+# three functions are the decisions around it (docs/bus.md B4-B6); the live core makes them
+# one attempt at a time (`sim.live.delivery.account`), and validation's ideal re-timing of a
+# bus run replays them on the live records (`sim.validation.bus_timing`).
+
+ACCOUNT_ORDERS = ("after_destination", "before_destination")
+"""Where the account's bucket sits relative to a destination's own (B5, `account.order`)."""
+
+
+def head_eligible_at(destination: TokenBucket, ready_at: float) -> float:
+    """B5 `after_destination`: when a destination line's head became eligible for the account —
+    the earliest instant at or after its ready time at which its destination's bucket holds a
+    token (the bucket as it is once the heads before it took theirs). Takes nothing.
+
+    This orders the heads (`grant_key`); a head asks the account from
+    max(eligible_at, the instant it became its line's head), since a line serves one head at
+    a time.
+    """
+    return destination.peek(ready_at)[0]
+
+
+def grant_key(eligible_at: float, destination_rank: int) -> tuple[float, int]:
+    """B5 `after_destination`: the order in which the account serves waiting line heads:
+    oldest eligible first, ties by the destination's position in the file (`rank`, from 0)."""
+    return (eligible_at, destination_rank)
+
+
+def account_grant(
+    account: TokenBucket, asked_at: float, arrival_at: float, policy: RetryPolicy
+) -> float | None:
+    """B4 with S6: take the account's token for an attempt asking from `asked_at`; return the
+    grant time, or None — taking nothing — if the event would reach its maximum age first.
+
+    With `after_destination` the attempt then takes its destination's token at the grant time
+    too (it was eligible, so one is there); with `before_destination` it then joins its
+    destination's line (docs/bus.md B5). The only state changed is `account`'s.
+    """
+    grant_at, full_after = account.peek(asked_at)
+    if expired_waiting(grant_at, arrival_at, policy):
+        return None
+    account.full_at = full_after
+    return grant_at
