@@ -402,3 +402,10 @@ def account_grant(
         return None
     account.full_at = full_after
     return grant_at
+
+
+def rule_matches(draws: np.ndarray, match_fraction: float | np.ndarray) -> np.ndarray:
+    """B2: whether events match rules, from uniform draws on [0, 1) keyed to (event, rule):
+    draw < match_fraction (`match_fraction` 1 always matches, 0 never). Broadcasts, so a
+    (events, rules) array of draws with one fraction per rule gives each event's matches."""
+    return np.asarray(draws) < np.asarray(match_fraction)

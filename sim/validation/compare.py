@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.validation.observe import SCALARS, SERIES, Observation
+from sim.validation.observe import Observation
 
 ALPHA = 0.05
 MIN_REPLICATIONS = 100
@@ -143,13 +143,18 @@ def _floor(name: str) -> float:
 
 
 def items_of(observations: Sequence[Observation]) -> Items:
-    """Scalars and series bins of each observation as an (runs, items) matrix (KS added later)."""
+    """Scalars and series bins of each observation as an (runs, items) matrix (KS added later).
+
+    The items are the first observation's, in its order: `SCALARS` and `SERIES` for one
+    destination, followed by a bus's per-destination and per-rule ones (`bus_observe`).
+    """
     first = observations[0]
-    names = list(SCALARS)
-    for series in SERIES:
+    scalars, series_names = list(first.scalars), list(first.series)
+    names = list(scalars)
+    for series in series_names:
         names += [f"{series}[{t:g}s]" for t in first.bin_end_s]
     rows = [
-        np.concatenate(([obs.scalars[n] for n in SCALARS], *(obs.series[s] for s in SERIES)))
+        np.concatenate(([obs.scalars[n] for n in scalars], *(obs.series[s] for s in series_names)))
         for obs in observations
     ]
     floors = np.array([_floor(n) for n in names])

@@ -14,6 +14,7 @@ import yaml
 
 from sim.records import to_frame
 from sim.report.outputs import json_safe, number, save_figure, write_folder
+from sim.validation.bus_observe import live_matches
 from sim.validation.compare import KS_ITEM, ItemResult
 from sim.validation.observe import SCALARS, SERIES
 from sim.validation.plots import PLOTS
@@ -67,7 +68,36 @@ def verdict_table(v: Validation) -> str:
                 f"| {worst.name} |", f"| {name}: worst of {len(bins)} bins, {worst.name} |"
             )
         )
+    lines.extend(_part_rows(v))
     return "\n".join(lines)
+
+
+def _part_rows(v: Validation) -> list[str]:
+    """A bus: the rows of each destination's and each rule's metrics (`bus_observe`), then the
+    worst bin of each destination's series."""
+    c, raw = v.comparison, v.comparison_raw
+    parts = [i for i in c.items if i.name.startswith(("destinations.", "rules."))]
+    rows = [_row(item, raw.item(item.name)) for item in parts if "[" not in item.name]
+    for destination in v.scenario.bus.destinations if v.scenario.is_bus else ():
+        for name in SERIES:
+            bins = c.series(f"destinations.{destination.name}.{name}")
+            worst = max(bins, key=lambda i: abs(i.z))
+            failed = sum(not i.inside for i in bins)
+            note = f", {failed} bins outside" if failed else ""
+            label = f"| destinations.{destination.name}.{name}: worst of {len(bins)} bins, "
+            row = _row(worst, raw.item(worst.name), note)
+            rows.append(row.replace(f"| {worst.name} |", f"{label}{worst.name} |"))
+    return rows
+
+
+def _timeouts(v: Validation) -> str:
+    """The client timeout line(s) of the assumptions."""
+    if not v.scenario.is_bus:
+        return f"* client timeout (`destination.timeout`): {v.scenario.destination.timeout:g} s"
+    return "\n".join(
+        f"* client timeout (`destinations.{d.name}.timeout`): {d.timeout:g} s"
+        for d in v.scenario.bus.destinations
+    )
 
 
 def _overhead_table(figures: dict[str, Any]) -> str:
@@ -207,7 +237,7 @@ def report_markdown(v: Validation) -> str:
         "## Assumptions used",
         "",
         *(f"* `{k}`: {val}" for k, val in scenario.assumptions().items()),
-        f"* client timeout (`destination.timeout`): {scenario.destination.timeout:g} s",
+        _timeouts(v),
         "",
         "## Live core overhead",
         "",
@@ -224,7 +254,13 @@ def report_markdown(v: Validation) -> str:
         "",
         "Files: `validation.json` (every item), `live_attempts.csv` (the core's attempt records), "
         "`endpoint_requests.csv` (the endpoint's log), `live_arrivals.csv` (arrival times the "
-        "core recorded), `scenario.yaml` (resolved).",
+        "core recorded), `scenario.yaml` (resolved)"
+        + (
+            "; for a bus, `live_matches.csv` (each event's arrival and the rules it matched) "
+            "and a `rule` column in `live_attempts.csv`."
+            if v.scenario.is_bus
+            else "."
+        ),
         "",
     ]
     return "\n".join(lines)
@@ -285,7 +321,11 @@ def write_report(v: Validation, out_dir: Path) -> Path:
         (folder / "scenario.yaml").write_text(
             yaml.safe_dump(v.scenario.resolved(), sort_keys=False)
         )
-        to_frame(v.live.records).to_csv(folder / "live_attempts.csv", index=False)
+        attempts = to_frame(v.live.records)
+        if v.live.matches is not None:  # a bus: which rule each delivery was for
+            attempts["rule"] = [v.live.rule_of_delivery[int(e)] for e in attempts["event_id"]]
+            live_matches(v.live).to_csv(folder / "live_matches.csv", index=False)
+        attempts.to_csv(folder / "live_attempts.csv", index=False)
         arrivals = np.sort(v.live.arrival_times)
         (folder / "live_arrivals.csv").write_text(
             "arrival_s\n" + "".join(f"{float(t)!r}\n" for t in arrivals)

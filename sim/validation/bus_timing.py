@@ -1,0 +1,190 @@
+"""An ideal core's schedule for a bus run: the destinations' buckets and the account's (B4, B5).
+
+What `overhead.ideal_dispatch`, `corrected_records` and `conformance` do for one destination,
+for a bus: attempts are replayed through one `policy.TokenBucket` per destination and the
+account's, in the configured order (`account.order`), with the decisions of `sim.policy`
+(`head_eligible_at`, `grant_key`, `account_grant`) that the live core makes in real time:
+
+Ties (deliveries ready at the same instant) go in delivery order, as the core queues them.
+
+* `after_destination`: each destination's line is served oldest-ready first; its head is
+  eligible at its destination's token time (`head_eligible_at`) and may be granted no earlier
+  than the instant it became the head; the account grants its tokens oldest-eligible first,
+  ties by destination order (`grant_key`), and the head takes both tokens at the grant.
+* `before_destination`: one account-wide line, oldest ready first, takes the account's token;
+  then each destination's line (in grant order) takes the destination's.
+
+Unsent attempts (age-outs, not sent) take no token and hold no place, as in the live core.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim import policy
+from sim.records import Chunk
+from sim.scenario.bus import Bus
+
+Follow = Callable[[int, float], tuple[int, float] | None]
+"""After row i is dispatched at t: the next row of its delivery and when it is ready, if any."""
+
+
+@dataclass
+class Lines:
+    """Which destination and rule each record row belongs to (indices into the bus)."""
+
+    destination: np.ndarray  # per row
+    rule: np.ndarray  # per row
+    delivery: np.ndarray  # per row: the delivery id (`event_id`), the order of ties
+
+
+def lines_of(bus: Bus, records: Chunk, rule_of_delivery: dict[int, str]) -> Lines:
+    """Each row's rule (from its delivery id, `event_id`) and destination."""
+    index = {rule.name: i for i, rule in enumerate(bus.rules)}
+    rule = np.array([index[rule_of_delivery[int(e)]] for e in records["event_id"]], dtype=int)
+    targets = np.array(bus.targets, dtype=int)
+    destination = targets[rule] if rule.size else rule.copy()
+    return Lines(destination, rule, records["event_id"])
+
+
+def bus_schedule(
+    bus: Bus, lines: Lines, sent: np.ndarray, ready_at: np.ndarray, follow: Follow | None = None
+) -> np.ndarray:
+    """Dispatch time of every sent row on an ideal core (NaN for unsent rows).
+
+    `ready_at` holds the ready times of the rows that start a chain; with `follow`, each
+    dispatched row may release the next (its ready time computed from the dispatch), which is
+    how `corrected_bus_records` chains an event's attempts. Without `follow`, every row is
+    scheduled from its own `ready_at` (`ideal_bus_dispatch`).
+    """
+    account = bus.account
+    buckets = [
+        policy.TokenBucket(d.invocation_rate_limit_per_second, d.burst) for d in bus.destinations
+    ]
+    quota = policy.TokenBucket(account.invocation_limit_per_second, account.burst)
+    dispatch = np.full(ready_at.size, np.nan)
+    if account.order == "before_destination":
+        _before(lines, sent, ready_at, follow, buckets, quota, dispatch)
+    else:
+        _after(lines, sent, ready_at, follow, buckets, quota, dispatch)
+    return dispatch
+
+
+def _release(
+    row: int, at: float, follow: Follow | None, push: Callable[[int, float], None]
+) -> None:
+    if follow is not None:
+        following = follow(row, at)
+        if following is not None:
+            push(*following)
+
+
+def _after(
+    lines: Lines,
+    sent: np.ndarray,
+    ready_at: np.ndarray,
+    follow: Follow | None,
+    buckets: list[policy.TokenBucket],
+    quota: policy.TokenBucket,
+    dispatch: np.ndarray,
+) -> None:
+    queues: list[list[tuple[float, int, int]]] = [[] for _ in buckets]
+    head_since = [-np.inf] * len(buckets)
+
+    def push(row: int, at: float) -> None:
+        ready_at[row] = at
+        if sent[row]:
+            heapq.heappush(queues[int(lines.destination[row])], (at, int(lines.delivery[row]), row))
+
+    for start in np.flatnonzero(~np.isnan(ready_at)):  # rows with a ready time
+        push(int(start), float(ready_at[start]))
+    while True:
+        heads = []
+        for lane, queue in enumerate(queues):
+            if queue:
+                ready, _, row = queue[0]
+                eligible = policy.head_eligible_at(buckets[lane], ready)
+                heads.append((max(eligible, head_since[lane]), eligible, lane, row))
+        if not heads:
+            return
+        grant_at = quota.peek(min(head[0] for head in heads))[0]
+        available = [h for h in heads if h[0] <= grant_at]
+        _, eligible, lane, row = min(available, key=lambda h: policy.grant_key(h[1], h[2]))
+        asked_at = max(eligible, head_since[lane])
+        granted = quota.take(asked_at)
+        at = buckets[lane].take(granted)
+        heapq.heappop(queues[lane])
+        head_since[lane] = at
+        dispatch[row] = at
+        _release(row, at, follow, push)
+
+
+def _before(
+    lines: Lines,
+    sent: np.ndarray,
+    ready_at: np.ndarray,
+    follow: Follow | None,
+    buckets: list[policy.TokenBucket],
+    quota: policy.TokenBucket,
+    dispatch: np.ndarray,
+) -> None:
+    line: list[tuple[float, int, int]] = []
+
+    def push(row: int, at: float) -> None:
+        ready_at[row] = at
+        if sent[row]:
+            heapq.heappush(line, (at, int(lines.delivery[row]), row))
+
+    for start in np.flatnonzero(~np.isnan(ready_at)):
+        push(int(start), float(ready_at[start]))
+    while line:
+        ready, _, row = heapq.heappop(line)
+        granted = quota.take(ready)
+        at = buckets[int(lines.destination[row])].take(granted)
+        dispatch[row] = at
+        _release(row, at, follow, push)
+
+
+def ideal_bus_dispatch(bus: Bus, lines: Lines, records: Chunk) -> np.ndarray:
+    """Dispatch times of the sent attempts on an ideal core from their live ready times."""
+    sent = ~np.isnan(records["dispatch_at"])
+    return bus_schedule(bus, lines, sent, records["ready_at"].astype(float).copy())
+
+
+def corrected_bus_records(
+    bus: Bus, lines: Lines, records: Chunk, client_excess_s: np.ndarray
+) -> Chunk:
+    """`overhead.corrected_records` for a bus: the live attempts re-timed on an ideal core.
+
+    Every decision stays as live; an attempt is dispatched at its ideal grant, completes after
+    the endpoint's own response time, and its delivery's next attempt is ready after the same
+    wait as live. Arrivals stay as submitted; age-outs keep their deadline.
+    """
+    n = records["event_id"].size
+    sent = ~np.isnan(records["dispatch_at"])
+    response = records["complete_at"] - records["dispatch_at"] - np.nan_to_num(client_excess_s)
+    wait = records["next_ready_at"] - records["complete_at"]
+    order = np.lexsort((records["attempt"], records["event_id"]))
+    following = np.full(n, -1)
+    same = records["event_id"][order[1:]] == records["event_id"][order[:-1]]
+    following[order[:-1][same]] = order[1:][same]
+    first = np.ones(n, dtype=bool)
+    first[following[following >= 0]] = False
+    out = {name: column.copy() for name, column in records.items()}
+    ready = np.where(first, records["ready_at"], np.nan)
+
+    def follow(row: int, at: float) -> tuple[int, float] | None:
+        complete_at = at + response[row]
+        out["complete_at"][row] = complete_at
+        out["next_ready_at"][row] = complete_at + wait[row]
+        nxt = int(following[row])
+        return None if nxt < 0 else (nxt, complete_at + wait[row])
+
+    dispatch = bus_schedule(bus, lines, sent, ready, follow)
+    out["ready_at"] = np.where(np.isnan(ready), out["ready_at"], ready)
+    out["dispatch_at"] = np.where(sent, dispatch, out["dispatch_at"])
+    return out
