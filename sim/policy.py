@@ -9,6 +9,7 @@ with the same code.
 from __future__ import annotations
 
 import email.utils
+import heapq
 import math
 import re
 from dataclasses import dataclass
@@ -352,33 +353,63 @@ def expired_waiting(
     return bool(result) if np.ndim(result) == 0 else result
 
 
+def aged_out(dispatch_at: float | np.ndarray, deadline: float | np.ndarray) -> bool | np.ndarray:
+    """`expired_waiting` given the deadline (`age_deadline`): the token would come at or after it."""
+    if _scalars(dispatch_at, deadline):
+        return bool(dispatch_at >= deadline)  # type: ignore[operator]
+    return np.asarray(dispatch_at) >= deadline
+
+
 def age_out_final(dead_letter_queue: bool) -> int:
     """Final code for an event that ends without delivery: DLQ if configured, else dropped (S9)."""
     return FINAL_DLQ if dead_letter_queue else FINAL_DROPPED
 
 
-# --- B4/B5: the account invocation quota (issue 12, written for the live core's side) ----------
+# --- B2/B4/B5: the bus — rule matches and the account bucket (docs/bus.md) ---------------------
 #
-# The account's quota is one more `TokenBucket` (rate `account.invocation_limit_per_second`,
-# capacity `account.burst`, starting full), taken by every attempt of every destination. These
-# three functions are the decisions around it (docs/bus.md B4-B6); the live core makes them
-# one attempt at a time (`sim.live.delivery.account`), and validation's ideal re-timing of a
-# bus run replays them on the live records (`sim.validation.bus_timing`).
+# The account's quota is one more GCRA bucket (`token_from`, `take_token`) taken by every attempt
+# of every destination. The functions below are THE arbitration rule of docs/bus.md B5, shared
+# by both engines: the model walks it in blocks (`arbitrate`) and one process at a time
+# (`sim.des.reference`), the live core one head at a time in real time (`head_eligible_at`,
+# `grant_key`, `before_key`, `account_grant`), and validation's ideal re-timing replays it.
 
 ACCOUNT_ORDERS = ("after_destination", "before_destination")
 """Where the account's bucket sits relative to a destination's own (B5, `account.order`)."""
 
 
-def head_eligible_at(destination: TokenBucket, ready_at: float) -> float:
-    """B5 `after_destination`: when a destination line's head became eligible for the account —
-    the earliest instant at or after its ready time at which its destination's bucket holds a
-    token (the bucket as it is once the heads before it took theirs). Takes nothing.
+def matches(draw: np.ndarray, match_fraction: float | np.ndarray) -> np.ndarray:
+    """Which bus events a rule matches (B2): those whose uniform draw, keyed to (event, rule), is
+    below the rule's `match_fraction`. Draws lie in [0, 1), so a rule with `match_fraction` 1
+    matches every event whatever its draws (an engine need not draw them). Broadcasts: an
+    (events, rules) array of draws with one fraction per rule gives each event's matches."""
+    return np.asarray(draw) < np.asarray(match_fraction)
 
-    This orders the heads (`grant_key`); a head asks the account from
-    max(eligible_at, the instant it became its line's head), since a line serves one head at
-    a time.
-    """
-    return destination.peek(ready_at)[0]
+
+def deadlines(arrival_at: np.ndarray, maximum_event_age_s: np.ndarray) -> np.ndarray:
+    """`age_deadline` of deliveries whose rules have different maximum ages (one per item)."""
+    return np.asarray(arrival_at, dtype=float) + maximum_event_age_s
+
+
+def take_token(full_at: float, at: float, rate_per_second: float | None) -> float:
+    """A GCRA bucket's state (`full_at`, see `gcra_schedule`) after one token is taken at `at`."""
+    if rate_per_second is None:
+        return full_at
+    return (full_at if full_at > at else at) + 1.0 / rate_per_second
+
+
+def token_from(full_at: float, rate_per_second: float | None, capacity: float) -> float:
+    """The earliest instant a GCRA bucket in state `full_at` holds a token (-inf: unlimited)."""
+    if rate_per_second is None:
+        return -math.inf
+    return full_at - (capacity - 1.0) / rate_per_second
+
+
+def head_eligible_at(ready_at: float, head_since: float, token_from: float) -> float:
+    """B5 `after_destination`: when a line head becomes eligible for the account — the latest of
+    its ready time, the instant it became its line's head (`head_since`: the line's last grant)
+    and its destination bucket's first token (`token_from`). Takes nothing."""
+    at = ready_at if ready_at > head_since else head_since
+    return at if at > token_from else token_from
 
 
 def grant_key(eligible_at: float, destination_rank: int) -> tuple[float, int]:
@@ -387,25 +418,102 @@ def grant_key(eligible_at: float, destination_rank: int) -> tuple[float, int]:
     return (eligible_at, destination_rank)
 
 
-def account_grant(
-    account: TokenBucket, asked_at: float, arrival_at: float, policy: RetryPolicy
-) -> float | None:
-    """B4 with S6: take the account's token for an attempt asking from `asked_at`; return the
-    grant time, or None — taking nothing — if the event would reach its maximum age first.
+def before_key(ready_at: float, destination_rank: int, order: int) -> tuple[float, int, int]:
+    """B5 `before_destination`: the order of the account's one line: oldest ready first, ties by
+    the destination's position in the file, then by arrival in the line (`order`)."""
+    return (ready_at, destination_rank, order)
 
-    With `after_destination` the attempt then takes its destination's token at the grant time
-    too (it was eligible, so one is there); with `before_destination` it then joins its
-    destination's line (docs/bus.md B5). The only state changed is `account`'s.
-    """
-    grant_at, full_after = account.peek(asked_at)
-    if expired_waiting(grant_at, arrival_at, policy):
+
+def account_grant(
+    account: TokenBucket, asked_at: float, deadline: float = math.inf
+) -> float | None:
+    """B4 with S6, one grant at a time: take the account's token for an attempt asking from
+    `asked_at` (its eligibility; before its destination, its ready time). Returns the grant time,
+    max(asked_at, the account's next token) as in `arbitrate`, or None — taking nothing — if
+    that is at or after the event's `deadline` (`age_deadline`). Changes only `account`."""
+    rate = account.rate_per_second
+    token = token_from(account.full_at, rate, account.capacity)
+    grant_at = asked_at if asked_at >= token else token
+    if grant_at >= deadline:
         return None
-    account.full_at = full_after
+    account.full_at = take_token(account.full_at, grant_at, rate)
     return grant_at
 
 
-def rule_matches(draws: np.ndarray, match_fraction: float | np.ndarray) -> np.ndarray:
-    """B2: whether events match rules, from uniform draws on [0, 1) keyed to (event, rule):
-    draw < match_fraction (`match_fraction` 1 always matches, 0 never). Broadcasts, so a
-    (events, rules) array of draws with one fraction per rule gives each event's matches."""
-    return np.asarray(draws) < np.asarray(match_fraction)
+class Arbitration(NamedTuple):
+    """What `arbitrate` decided, one entry per head it took, in order."""
+
+    lane: list[int]
+    index: list[int]
+    eligible_at: list[float]  # when the head became eligible (its destination let it go)
+    grant_at: list[float]  # NaN: the head aged out waiting (S6), taking no token
+    lane_full_at: list[float]  # the head's destination bucket after it
+    account_full_at: list[float]  # the account bucket after it
+
+
+def arbitrate(
+    ready_at: list[list[float]],
+    deadline: list[list[float]],
+    start: list[int],
+    rate_per_second: list[float | None],
+    capacity: list[float],
+    full_at: list[float],
+    head_since: list[float],
+    account_full_at: float,
+    account_rate: float,
+    account_capacity: float,
+) -> Arbitration:
+    """B5 `after_destination`: the account's tokens granted to destination line heads, one by one.
+
+    Each destination d has a line of deliveries in service order (`ready_at[d]`, from position
+    `start[d]`), a bucket (`full_at[d]`) and the time its current head became head
+    (`head_since[d]`: its last grant). Its head is *eligible* from the earliest time at or after
+    its ready time and `head_since` at which the destination's bucket holds a token. The account
+    grants its next token to the eligible head that has waited longest (ties: the lower
+    destination index), at the later of its eligibility and the account's next token; the
+    grant takes a token from both buckets. A head whose grant would come at or after its
+    deadline ages out (takes no token) and the next head of its line takes its place.
+    The lists in `full_at` and `head_since` are updated in place.
+    """
+    spacing = [0.0 if r is None else 1.0 / r for r in rate_per_second]
+    slack = [
+        math.inf if r is None else (c - 1.0) / r
+        for r, c in zip(rate_per_second, capacity, strict=True)
+    ]
+    account_spacing = 1.0 / account_rate
+    account_slack = (account_capacity - 1.0) / account_rate
+    index = list(start)
+    heap: list[tuple[float, int]] = []
+    for d, lane in enumerate(ready_at):
+        if index[d] < len(lane):
+            eligible = head_eligible_at(lane[index[d]], head_since[d], full_at[d] - slack[d])
+            heap.append(grant_key(eligible, d))
+    heapq.heapify(heap)
+    out = Arbitration([], [], [], [], [], [])
+    account = account_full_at
+    while heap:
+        eligible, d = heap[0]
+        i = index[d]
+        token = account - account_slack
+        grant = eligible if eligible >= token else token
+        if grant >= deadline[d][i]:
+            grant = math.nan
+        else:
+            if spacing[d]:
+                full_at[d] = (full_at[d] if full_at[d] > grant else grant) + spacing[d]
+            head_since[d] = grant
+            account = (account if account > grant else grant) + account_spacing
+        out.lane.append(d)
+        out.index.append(i)
+        out.eligible_at.append(eligible)
+        out.grant_at.append(grant)
+        out.lane_full_at.append(full_at[d])
+        out.account_full_at.append(account)
+        i += 1
+        index[d] = i
+        if i < len(ready_at[d]):
+            nxt = head_eligible_at(ready_at[d][i], head_since[d], full_at[d] - slack[d])
+            heapq.heapreplace(heap, grant_key(nxt, d))
+        else:
+            heapq.heappop(heap)
+    return out

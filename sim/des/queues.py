@@ -16,18 +16,20 @@ from sim.des.items import Items, concat, empty, merge, sort_by_ready
 
 
 class ArrivalBuffer:
-    """Arrivals not yet served, oldest first; event ids are their global arrival index."""
+    """Arrivals not yet served, oldest first. Their ids are their global arrival index, or —
+    for a destination of a bus, which gets only the deliveries its rules matched — given."""
 
     def __init__(self) -> None:
-        self._windows: deque[tuple[int, np.ndarray]] = deque()  # (id of first time, times)
+        # (id of the first time, times, ids or None: consecutive from the first)
+        self._windows: deque[tuple[int, np.ndarray, np.ndarray | None]] = deque()
         self._pos = 0  # position in the first window
         self._next_id = 0
         self._consumed = 0  # arrivals served (taken out) so far
 
-    def extend(self, times: np.ndarray) -> None:
-        """Append a window of sorted arrival times."""
+    def extend(self, times: np.ndarray, ids: np.ndarray | None = None) -> None:
+        """Append a window of sorted arrival times (with their ids, else the next consecutive)."""
         if times.size:
-            self._windows.append((self._next_id, times))
+            self._windows.append((self._next_id, times, ids))
             self._next_id += times.size
 
     def __len__(self) -> int:
@@ -43,7 +45,7 @@ class ArrivalBuffer:
         if n <= 0:
             return empty()
         parts, need, pos = [], n, self._pos
-        for first_id, times in self._windows:
+        for first_id, times, ids in self._windows:
             stop = min(times.size, pos + need)
             if times[stop - 1] >= before:
                 stop = pos + int(np.searchsorted(times[pos:stop], before, side="left"))
@@ -53,7 +55,9 @@ class ArrivalBuffer:
                     Items(
                         arrived,
                         arrived,
-                        np.arange(first_id + pos, first_id + stop, dtype=np.int64),
+                        np.arange(first_id + pos, first_id + stop, dtype=np.int64)
+                        if ids is None
+                        else ids[pos:stop],
                         np.zeros(stop - pos, dtype=np.int16),
                         np.full(stop - pos, np.nan),
                     )

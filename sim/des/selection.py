@@ -24,7 +24,7 @@ import numpy as np
 from sim import policy
 from sim.des.items import Items, empty, merge, sort_by_ready
 from sim.des.queues import FifoQueue
-from sim.scenario.model import RetryPolicy
+from sim.des.rules import LaneRules
 
 MAX_EXPIRIES_PER_BLOCK = 256
 MAX_ROUNDS = 8
@@ -153,11 +153,11 @@ class _Selector:
         queue: FifoQueue,
         rate: float | None,
         capacity: float,
-        retry: RetryPolicy,
+        rules: LaneRules,
         horizon: float,
     ) -> None:
         self.queue, self.rate, self.capacity = queue, rate, capacity
-        self.retry, self.horizon = retry, horizon
+        self.rules, self.horizon = rules, horizon
 
 
 class FifoSelector(_Selector):
@@ -179,8 +179,8 @@ class FifoSelector(_Selector):
     def _schedule(self, peeked: Items, inside: Items, full_at: float) -> Block | Finished:
         # peeked is in ready order; at equal ready times, queued items go first
         items, from_queue = merge(peeked, sort_by_ready(inside))
-        dispatch_at, full_after, expired, n = self._token_times(items, full_at)
-        deadline = policy.age_deadline(items.arrival_at, self.retry)
+        deadline = self.rules.deadline(items.arrival_at, items.event_id)
+        dispatch_at, full_after, expired, n = self._token_times(items, deadline, full_at)
         beyond = np.where(expired[:n], deadline[:n], dispatch_at[:n]) >= self.horizon
         if beyond.any():
             n = int(np.argmax(beyond))
@@ -191,18 +191,18 @@ class FifoSelector(_Selector):
         )
 
     def _token_times(
-        self, items: Items, full_at: float
+        self, items: Items, deadline: np.ndarray, full_at: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """Token times in queue order; an item that ages out takes no token and the items behind
         it are rescheduled without it."""
-        ready_at, arrival_at = items.ready_at, items.arrival_at
+        ready_at = items.ready_at
         size = ready_at.size
         dispatch_at, full_after = np.full(size, np.nan), np.empty(size)
         expired = np.zeros(size, dtype=bool)
         start, state = 0, full_at
         for _ in range(MAX_EXPIRIES_PER_BLOCK):
             times, after = policy.gcra_schedule(state, self.rate, self.capacity, ready_at[start:])
-            late = np.asarray(policy.expired_waiting(times, arrival_at[start:], self.retry))
+            late = np.asarray(policy.aged_out(times, deadline[start:]))
             if not late.any():
                 dispatch_at[start:], full_after[start:] = times, after
                 return dispatch_at, full_after, expired, size
@@ -264,10 +264,10 @@ class LifoSelector(_Selector):
         queue: FifoQueue,
         rate: float | None,
         capacity: float,
-        retry: RetryPolicy,
+        rules: LaneRules,
         horizon: float,
     ) -> None:
-        super().__init__(queue, rate, capacity, retry, horizon)
+        super().__init__(queue, rate, capacity, rules, horizon)
         self.stack: list[tuple] = []  # visible waiting items, newest last
         self.last_dispatch_at = 0.0
         self._request: tuple[int, float, float] | None = None  # (peek size, before, full_at)
@@ -349,7 +349,7 @@ class LifoSelector(_Selector):
                 item = self.stack[top]
             rows.append(item)
             walk_at.append(t)
-            if policy.expired_waiting(t, item[1], self.retry):  # aged out (S6): no token
+            if policy.aged_out(t, self.rules.deadline_one(item[1], item[2])):  # S6: no token
                 dispatch_at.append(np.nan)
                 expired.append(True)
             else:

@@ -121,8 +121,6 @@ def plot_attempts_per_event(result: RunResult, ax: plt.Axes | None = None) -> pl
     return ax
 
 
-
-
 # --- sweep plots -------------------------------------------------------------------------------
 
 

@@ -3,16 +3,16 @@
 What `overhead.ideal_dispatch`, `corrected_records` and `conformance` do for one destination,
 for a bus: attempts are replayed through one `policy.TokenBucket` per destination and the
 account's, in the configured order (`account.order`), with the decisions of `sim.policy`
-(`head_eligible_at`, `grant_key`, `account_grant`) that the live core makes in real time:
-
-Ties (deliveries ready at the same instant) go in delivery order, as the core queues them.
+(`head_eligible_at`, `grant_key`, `before_key`, `account_grant`) that the live core makes in
+real time and the model walks (`policy.arbitrate`). Within a line, ties (deliveries ready at
+the same instant) go in delivery order, as the core queues them.
 
 * `after_destination`: each destination's line is served oldest-ready first; its head is
-  eligible at its destination's token time (`head_eligible_at`) and may be granted no earlier
-  than the instant it became the head; the account grants its tokens oldest-eligible first,
-  ties by destination order (`grant_key`), and the head takes both tokens at the grant.
-* `before_destination`: one account-wide line, oldest ready first, takes the account's token;
-  then each destination's line (in grant order) takes the destination's.
+  eligible from the latest of its ready time, the line's last grant and its destination's
+  token (`head_eligible_at`); the account grants its tokens oldest-eligible first, ties by
+  destination order (`grant_key`), and the head takes both tokens at the grant.
+* `before_destination`: one account-wide line, oldest ready first (ties by destination order,
+  `before_key`), takes the account's token; then the destination's bucket is taken.
 
 Unsent attempts (age-outs, not sent) take no token and hold no place, as in the live core.
 """
@@ -20,6 +20,7 @@ Unsent attempts (age-outs, not sent) take no token and hold no place, as in the 
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -93,7 +94,7 @@ def _after(
     dispatch: np.ndarray,
 ) -> None:
     queues: list[list[tuple[float, int, int]]] = [[] for _ in buckets]
-    head_since = [-np.inf] * len(buckets)
+    head_since = [-math.inf] * len(buckets)
 
     def push(row: int, at: float) -> None:
         ready_at[row] = at
@@ -103,22 +104,23 @@ def _after(
     for start in np.flatnonzero(~np.isnan(ready_at)):  # rows with a ready time
         push(int(start), float(ready_at[start]))
     while True:
-        heads = []
+        best: tuple[tuple[float, int], int] | None = None
         for lane, queue in enumerate(queues):
             if queue:
-                ready, _, row = queue[0]
-                eligible = policy.head_eligible_at(buckets[lane], ready)
-                heads.append((max(eligible, head_since[lane]), eligible, lane, row))
-        if not heads:
+                bucket = buckets[lane]
+                token = policy.token_from(bucket.full_at, bucket.rate_per_second, bucket.capacity)
+                eligible = policy.head_eligible_at(queue[0][0], head_since[lane], token)
+                key = policy.grant_key(eligible, lane)
+                if best is None or key < best[0]:
+                    best = (key, lane)
+        if best is None:
             return
-        grant_at = quota.peek(min(head[0] for head in heads))[0]
-        available = [h for h in heads if h[0] <= grant_at]
-        _, eligible, lane, row = min(available, key=lambda h: policy.grant_key(h[1], h[2]))
-        asked_at = max(eligible, head_since[lane])
-        granted = quota.take(asked_at)
+        (eligible, _), lane = best
+        granted = policy.account_grant(quota, eligible)
+        assert granted is not None  # no deadline: sent attempts were sent
         at = buckets[lane].take(granted)
-        heapq.heappop(queues[lane])
-        head_since[lane] = at
+        _, _, row = heapq.heappop(queues[lane])
+        head_since[lane] = granted
         dispatch[row] = at
         _release(row, at, follow, push)
 
@@ -132,18 +134,20 @@ def _before(
     quota: policy.TokenBucket,
     dispatch: np.ndarray,
 ) -> None:
-    line: list[tuple[float, int, int]] = []
+    line: list[tuple[tuple[float, int, int], int]] = []
 
     def push(row: int, at: float) -> None:
         ready_at[row] = at
         if sent[row]:
-            heapq.heappush(line, (at, int(lines.delivery[row]), row))
+            rank, order = int(lines.destination[row]), int(lines.delivery[row])
+            heapq.heappush(line, (policy.before_key(at, rank, order), row))
 
     for start in np.flatnonzero(~np.isnan(ready_at)):
         push(int(start), float(ready_at[start]))
     while line:
-        ready, _, row = heapq.heappop(line)
-        granted = quota.take(ready)
+        (ready, _, _), row = heapq.heappop(line)
+        granted = policy.account_grant(quota, ready)
+        assert granted is not None
         at = buckets[int(lines.destination[row])].take(granted)
         dispatch[row] = at
         _release(row, at, follow, push)

@@ -65,7 +65,7 @@ def match_draws(scenario: Scenario, replication: int, n_events: int) -> np.ndarr
     events = np.repeat(np.arange(n_events, dtype=np.int64), len(rules))
     keys = np.tile(np.arange(1, len(rules) + 1, dtype=np.int64), n_events)
     draws = stream.at(events, keys).reshape(n_events, len(rules))
-    return policy.rule_matches(draws, np.array([rule.match_fraction for rule in rules]))
+    return policy.matches(draws, np.array([rule.match_fraction for rule in rules]))
 
 
 def bus_events(scenario: Scenario, matches: np.ndarray) -> MakeEvent:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.des import engine
+from sim.des import engine, lane
 from sim.des.items import Items, concat, empty, merge, sort_by_ready
 from tests.support.builders import ListSink, scenario
 
@@ -94,7 +94,7 @@ def test_a_rescheduled_block_reuses_only_unchanged_decisions(monkeypatch):
     """Every decision reused from an earlier proposal of a block equals deciding it afresh."""
     s = busy(2.0)
     reused = []
-    attempt = engine.Model._attempt
+    attempt = lane.Lane.attempt
 
     def checked(self, block, previous):
         decided = decide(self, block, previous)
@@ -105,7 +105,7 @@ def test_a_rescheduled_block_reuses_only_unchanged_decisions(monkeypatch):
             reused.append(decided.live.size)
         return decided
 
-    decide = engine.Model._decide
-    monkeypatch.setattr(engine.Model, "_decide", checked)
+    decide = lane.Lane._decide
+    monkeypatch.setattr(lane.Lane, "_decide", checked)
     engine.Model(s, 0, ListSink()).run()
     assert reused  # blocks were rescheduled with the retries born inside them

@@ -2,15 +2,18 @@
 
 `AccountGate` holds the account's `policy.TokenBucket` and one arbiter task that hands its
 tokens out; every attempt of every target takes one, and over the quota attempts wait — they
-are never refused. The two orders of `sim.account_order`:
+are never refused. The arbitration rule is `sim.policy`'s, the one the model walks
+(`policy.arbitrate`); the two orders of `sim.account_order`:
 
-* `after_destination` (default): a lane's head asks for the account's token once its
-  destination's bucket holds one (`policy.head_eligible_at`); the arbiter grants the account's
-  tokens to waiting heads oldest-eligible first, ties by the destination's place in the config
-  (`policy.grant_key`), and the head then takes its destination's token at the same instant
-  (`take_tokens`). Both limits therefore hold on dispatch times.
+* `after_destination` (default): a lane's head is eligible from the latest of its ready time,
+  the lane's last grant (`Lane.head_since`: a lane serves one head at a time) and its
+  destination bucket's first token (`policy.head_eligible_at`); the arbiter grants the
+  account's tokens to waiting heads oldest-eligible first, ties by the destination's place in
+  the config (`policy.grant_key`), and the head then takes its destination's token at the same
+  instant (`take_tokens`). Both limits therefore hold on dispatch times.
 * `before_destination`: every delivery, when it becomes ready, joins one account-wide line
-  (oldest ready first); the arbiter gives it the account's token, then it joins its lane and
+  (oldest ready first, ties by the destination's place, then arrival in the line:
+  `policy.before_key`); the arbiter gives it the account's token, then it joins its lane and
   waits for its destination's token as without a quota. A token once granted stays spent, even
   if the delivery then ages out at its destination.
 
@@ -69,7 +72,7 @@ class AccountGate:
         self._granted = granted
         self._expired = expired
         self._heads: list[_Head] = []  # after_destination
-        self._line: list[tuple[float, int, Delivery]] = []  # before_destination
+        self._line: list[tuple[tuple[float, int, int], Delivery]] = []  # before_destination
         self._seq = itertools.count()
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -129,7 +132,8 @@ class AccountGate:
 
     def push(self, delivery: Delivery) -> None:
         """Add a delivery that becomes ready at `delivery.ready_at` to the account's line."""
-        heapq.heappush(self._line, (delivery.ready_at, next(self._seq), delivery))
+        key = policy.before_key(delivery.ready_at, delivery.route.lane.rank, next(self._seq))
+        heapq.heappush(self._line, (key, delivery))
         self._changed.set()
 
     # --- the arbiter ----------------------------------------------------------------------
@@ -163,7 +167,9 @@ class AccountGate:
             return grant_at - now
         heapq.heappop(heads)  # its token is here, or it can never have one in time
         head.future.set_result(
-            policy.account_grant(self.bucket, asked_at, head.arrival_at, head.retry_policy)
+            policy.account_grant(
+                self.bucket, asked_at, policy.age_deadline(head.arrival_at, head.retry_policy)
+            )
         )
         return None
 
@@ -171,7 +177,7 @@ class AccountGate:
         """Grant the oldest ready delivery its token if it may have it now; else seconds to wait."""
         if not self._line:
             return math.inf
-        ready_at, _, delivery = self._line[0]
+        (ready_at, _, _), delivery = self._line[0]
         now = self.now()
         if ready_at > now:
             return ready_at - now
@@ -182,7 +188,8 @@ class AccountGate:
         ):
             return grant_at - now
         heapq.heappop(self._line)
-        if policy.account_grant(self.bucket, now, delivery.arrival_at, route.retry_policy) is None:
+        deadline = policy.age_deadline(delivery.arrival_at, route.retry_policy)
+        if policy.account_grant(self.bucket, now, deadline) is None:
             self._expired(delivery)
         else:
             self._granted(delivery)
@@ -202,11 +209,14 @@ async def take_tokens(
     retry_policy = delivery.route.retry_policy
     if gate is None or gate.before_destination:
         return lane.take_token(ready_at, delivery.arrival_at, retry_policy)
-    eligible_at = policy.head_eligible_at(lane.bucket, delivery.ready_at)
-    asked_at = max(eligible_at, ready_at)  # its destination's token time from now
+    bucket = lane.bucket
+    token = policy.token_from(bucket.full_at, bucket.rate_per_second, bucket.capacity)
+    eligible_at = policy.head_eligible_at(delivery.ready_at, lane.head_since, token)
+    asked_at = max(eligible_at, ready_at)  # no grant before now: real time
     if policy.expired_waiting(asked_at, delivery.arrival_at, retry_policy):
         return None
     granted = await gate.grant(lane.rank, eligible_at, delivery.arrival_at, retry_policy)
     if granted is None:
         return None
+    lane.head_since = granted
     return lane.bucket.take(granted)  # eligible, so its token is there at the grant

@@ -64,6 +64,7 @@ class Lane:
     bucket: TokenBucket
     order: str = "fifo"
     rank: int = 0  # the destination's place in the config (ties at the account quota, B5)
+    head_since: float = -math.inf  # its last account grant: when its current head became head
     _waiting: list[tuple[float, int, Delivery]] = field(default_factory=list)
     _ready: list[tuple[float, int, Delivery]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
