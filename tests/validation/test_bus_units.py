@@ -163,9 +163,9 @@ def test_the_account_serves_oldest_eligible_first_ties_in_destination_order() ->
         dispatch_at=[1.0, 1.0, 1.0, 1.0],  # sent
     )
     ideal = ideal_bus_dispatch(s.bus, lines([1, 1, 0, 0]), records)
-    # ties at 0.0: `a` (row 2) first; then `b`'s row 1 (ready 0) before its row 0 (0.5); then
-    # row 0 (eligible 0.5) before `a`'s row 3 (1.5)
-    np.testing.assert_allclose(ideal, [3.0, 1.0, 0.0, 2.0])
+    # ties at 0.0: `a` (row 2) first; then `b`'s row 1 (ready 0) at the next token, 1.0; then
+    # `b`'s row 0, eligible from 1.0 (its line's last grant), before `a`'s row 3 (ready 1.5)
+    np.testing.assert_allclose(ideal, [2.0, 1.0, 0.0, 3.0])
 
 
 def test_the_re_timing_chains_each_deliverys_attempts_through_both_buckets() -> None:
@@ -216,7 +216,7 @@ def bus_live(s: Scenario, records: Chunk, rules: dict[int, str]) -> LiveRun:
 
 def test_a_core_that_ignores_the_account_quota_does_not_conform() -> None:
     s = bus()
-    ready = np.arange(0, 10, 1 / 200)  # 200/s to each destination: 400/s against 300/s
+    ready = np.arange(0, 10, 1 / 300)  # 300/s to each: `a` passes 100/s, `b` 300/s: 400 > 300/s
     both = np.sort(np.concatenate((ready, ready)), kind="stable")
     dest = np.tile([0, 1], ready.size)
     rule_names = {0: "to-a", 1: "to-b"}
