@@ -22,11 +22,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from sim.records import Chunk
+from sim.des import simulate_replication
+from sim.records import Chunk, concat
 from sim.scenario.model import Destination, Scenario
 from sim.validation.bus_timing import corrected_bus_records
 from sim.validation.live import LiveRun
-from sim.validation.observe import Observation, observe
+from sim.validation.observe import Collector, Observation, observe
 from sim.validation.overhead import Overhead, bus_lines
 
 
@@ -109,6 +110,29 @@ def observe_bus(
         arrivals=everything.arrivals,
         successes=everything.successes,
     )
+
+
+class BusCollector(Collector):
+    """A `Collector` that also keeps, per rule, the arrival times of the events it matched
+    (the model reports them through the sink's `deliveries`, `sim.records.Sink`)."""
+
+    def __init__(self, rules: int) -> None:
+        super().__init__()
+        self.rule_times: list[list[np.ndarray]] = [[] for _ in range(rules)]
+
+    def deliveries(self, replication: int, rule: int, times: np.ndarray) -> None:
+        self.rule_times[rule].append(np.asarray(times, dtype=float))
+
+
+def observe_bus_replication(scenario: Scenario, replication: int) -> Observation:
+    """Simulate one model replication of a bus and observe it like the live run (`observe_bus`):
+    the model's records carry each attempt's rule (`sim.records.BUS_COLUMNS`)."""
+    sink = BusCollector(len(scenario.bus.rules))
+    simulate_replication(scenario, replication, sink)
+    records = concat(sink.chunks)
+    rule = records.get("rule", np.zeros(records["event_id"].size, dtype=np.int16))
+    arrivals = [np.concatenate(times) if times else np.empty(0) for times in sink.rule_times]
+    return observe_bus(scenario, replication, records, rule.astype(int), arrivals)
 
 
 def live_rule_arrivals(live: LiveRun) -> list[np.ndarray]:

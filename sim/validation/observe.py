@@ -4,7 +4,7 @@ live run, computed by the shared results code (`sim.results.accumulator.Accumula
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,7 +139,9 @@ def run_model(
     *,
     workers: int | None = None,
     progress: Progress | None = None,
+    observe_one: Callable[[Scenario, int], Observation] = observe_replication,
 ) -> list[Observation]:
-    """Observe model replications 0..replications−1 on `workers` processes (default: all cores)."""
+    """Observe model replications 0..replications−1 on `workers` processes (default: all cores),
+    each with `observe_one` (a bus: `bus_observe.observe_bus_replication`)."""
     tasks = [(scenario, i) for i in range(replications)]
-    return Executor(workers).gather(observe_replication, tasks, progress)
+    return Executor(workers).gather(observe_one, tasks, progress)

@@ -12,10 +12,10 @@ import numpy as np
 
 from sim.errors import InputError
 from sim.scenario.model import Scenario
-from sim.validation.bus_observe import live_bus_observations
+from sim.validation.bus_observe import live_bus_observations, observe_bus_replication
 from sim.validation.compare import ALPHA, MIN_REPLICATIONS, calibrate
 from sim.validation.live import LiveRun, run_live
-from sim.validation.observe import Observation, observe, run_model
+from sim.validation.observe import Observation, observe, observe_replication, run_model
 from sim.validation.overhead import (
     Conformance,
     Overhead,
@@ -52,15 +52,9 @@ def check_validatable(scenario: Scenario) -> None:
         )
 
 
-MODEL_RUNS_BUS = False
-"""Whether the model runs the bus form (set when the bus engine lands): until then `sim
-validate` refuses a bus before its live run, with one line."""
-
-
 def check_bus_validatable(scenario: Scenario) -> None:
-    """A bus: every destination `fifo` (as for one destination), a core config that does what
-    the scenario says (`config_for_scenario`: settings the core takes once must agree), and a
-    model that runs the bus form."""
+    """A bus: every destination `fifo` (as for one destination) and a core config that does what
+    the scenario says (`config_for_scenario`: settings the core takes once must agree)."""
     from sim.live.config.loading import config_for_scenario
 
     for i, destination in enumerate(scenario.bus.destinations):
@@ -72,13 +66,6 @@ def check_bus_validatable(scenario: Scenario) -> None:
                 "overhead correction and the core's conformance check assume fifo",
             )
     config_for_scenario(scenario, "http://127.0.0.1:1/")
-    if not MODEL_RUNS_BUS:
-        raise InputError(
-            scenario.source,
-            "destinations",
-            "sim validate runs a bus live against the core, but the model does not run the "
-            "bus form yet, so there is nothing to compare it with (docs/bus.md)",
-        )
 
 
 def check_model_overrides(overrides: Mapping[str, Any], arrivals: ArrivalsMode) -> None:
@@ -198,7 +185,8 @@ def validate(
     with tempfile.TemporaryDirectory(prefix="sim-validate-") as folder:
         if arrivals == "replay":
             model_scenario = replaying(model_scenario, live_arrivals(live), Path(folder))
-        model = run_model(model_scenario, replications, workers=workers)
+        one = observe_bus_replication if model_scenario.is_bus else observe_replication
+        model = run_model(model_scenario, replications, workers=workers, observe_one=one)
     model_wall_s = time.perf_counter() - started
     calibration = calibrate(model, alpha)
     result = Validation(

@@ -30,7 +30,8 @@ def _num(value: float, delay: bool = False) -> str:
 
 
 def _row(item: ItemResult, raw: ItemResult, note: str = "") -> str:
-    delay = item.name.startswith("delivery_delay_s.p")
+    parts = item.name.rsplit(".", 2)  # a bus part's delays too: destinations.NAME.delivery_...
+    delay = parts[-2:-1] == ["delivery_delay_s"] and parts[-1].startswith("p")
     low, high = item.interval
     interval = (
         f"≤ {_num(high)}" if low == -math.inf else f"{_num(low, delay)} … {_num(high, delay)}"
@@ -88,6 +89,13 @@ def _part_rows(v: Validation) -> list[str]:
             row = _row(worst, raw.item(worst.name), note)
             rows.append(row.replace(f"| {worst.name} |", f"{label}{worst.name} |"))
     return rows
+
+
+def _arrivals(v: Validation) -> int:
+    """Arrivals the model replays: the bus's events (not its deliveries), or the events."""
+    if v.scenario.is_bus:
+        return int(np.count_nonzero(v.live.submitted_at < v.scenario.horizon))
+    return int(v.live_corrected.arrivals.sum())
 
 
 def _timeouts(v: Validation) -> str:
@@ -158,6 +166,42 @@ ARRIVALS = {
 }
 
 
+BUS_METHOD = """\
+* **The bus** ({destinations} destinations, {rules} rules, account quota {quota}, order
+  `{order}`). Live: one local endpoint per destination, the core configured from the scenario
+  (one API destination per destination, one rule per rule, the quota as
+  `sim.account_invocation_limit_per_second`: docs/live-core.md); the load generator draws which
+  rules each event matches (independently, with each rule's `match_fraction`, on a stream of
+  its own) and lists them in the event, where each rule's real event pattern selects them
+  (`live_matches.csv`). The model replays the bus's events and draws its own matches (B2).
+* Items: the unprefixed ones are **the whole bus**, every delivery of every rule — hence the
+  account's view: `requests[...]` is what the account quota let through per bin. Then every
+  scalar and series **per destination** (`destinations.NAME.*`: its shared bucket, its
+  endpoint) and every scalar **per rule** (`rules.NAME.*`: its matches, retry policy and DLQ),
+  all summarized by the shared results code from the attempts' rule. All {k} items are one
+  family, calibrated together as above.
+* The ideal core of the re-timing and of the conformance check is the bus's: each
+  destination's bucket *and* the account's, arbitrated by `sim.policy`'s rule of
+  `account.order` (docs/bus.md B5), the one the core and the model use. Conformance is checked
+  per destination (bucket and order) and for the account's bucket over all dispatches.
+"""
+
+
+def _bus_method(v: Validation, items: int) -> list[str]:
+    if not v.scenario.is_bus:
+        return []
+    bus = v.scenario.bus
+    limit = bus.account.invocation_limit_per_second
+    text = BUS_METHOD.format(
+        destinations=len(bus.destinations),
+        rules=len(bus.rules),
+        quota="none" if limit is None else f"{limit:g}/s (burst {bus.account.burst:g})",
+        order=bus.account.order,
+        k=items,
+    )
+    return [text]
+
+
 def report_markdown(v: Validation) -> str:
     """report.md: verdict, table, plots, method, assumptions, overhead."""
     c, raw = v.comparison, v.comparison_raw
@@ -218,7 +262,7 @@ def report_markdown(v: Validation) -> str:
             model_what="scenario with the overrides above"
             if v.model_overrides
             else "same scenario",
-            arrivals=ARRIVALS[v.arrivals].format(n_arrivals=int(v.live_corrected.arrivals.sum())),
+            arrivals=ARRIVALS[v.arrivals].format(n_arrivals=_arrivals(v)),
             bins=v.live_corrected.bin_end_s.size,
             bin=f"{scenario.sample_every:g} s",
             c=c.critical,
@@ -234,6 +278,7 @@ def report_markdown(v: Validation) -> str:
                 else "; ".join(v.conformance.problems())
             ),
         ),
+        *_bus_method(v, len(c.items)),
         "## Assumptions used",
         "",
         *(f"* `{k}`: {val}" for k, val in scenario.assumptions().items()),

@@ -16,12 +16,12 @@ from sim.cli import app
 from sim.live.config.loading import config_for_scenario
 from sim.records import COLUMNS, Chunk
 from sim.scenario.loading import build_scenario, with_overrides
+from sim.scenario.loading import load_scenario as build_scenario_file
 from sim.scenario.model import Scenario
 from sim.validation import pipeline
-from sim.validation.bus_observe import observe_bus
+from sim.validation.bus_observe import observe_bus, observe_bus_replication
 from sim.validation.bus_timing import (
     Lines,
-    bus_schedule,
     corrected_bus_records,
     ideal_bus_dispatch,
 )
@@ -293,16 +293,43 @@ def test_the_single_forms_items_are_unchanged() -> None:
 # --- sim validate on a bus ------------------------------------------------------------------------
 
 
-def test_sim_validate_refuses_a_bus_in_one_line_before_any_live_run(monkeypatch) -> None:
+def test_the_models_bus_observation_counts_each_rules_matches_and_adds_up() -> None:
+    """The model side of a bus validation (`observe_bus_replication`): the model's records
+    carry their rule, its sink reports each rule's matches, and the parts add up to the bus."""
+    s = with_overrides(bus(), {"horizon": 30})
+    obs = observe_bus_replication(s, 0)
+    events = obs.scalars["events_arrived"]
+    rules = [obs.scalars[f"rules.{r.name}.events_arrived"] for r in s.bus.rules]
+    assert (
+        events == sum(rules) == sum(obs.scalars[f"destinations.{d}.events_arrived"] for d in "ab")
+    )
+    bus_events = rules[2]  # `more-b` matches every event: Poisson 10/s over 30 s
+    assert abs(bus_events - 300) <= 4 * np.sqrt(300)
+    for matched, rule in zip(rules[:2], s.bus.rules[:2], strict=True):  # binomial shares
+        expected = bus_events * rule.match_fraction
+        assert abs(matched - expected) <= 4 * np.sqrt(expected * (1 - rule.match_fraction))
+    for name in ("attempts.delivered", "events_delivered", "backlog_peak"):
+        assert f"destinations.b.{name}" in obs.scalars and f"rules.to-a.{name}" in obs.scalars
+    assert obs.scalars["attempts.delivered"] == sum(
+        obs.scalars[f"rules.{r.name}.attempts.delivered"] for r in s.bus.rules
+    )
+    assert obs.scalars["attempts.delivered"] > 0.9 * events
+    live_names = observe_bus(s, 0, chunk(event_id=[]), np.zeros(0, int), [np.zeros(0)] * 3)
+    assert items_of([obs]).names == items_of([live_names]).names  # the live run's items
+
+
+def test_sim_validate_accepts_a_bus_and_checks_it_before_any_live_run(monkeypatch) -> None:
     def no_live_run(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("no live run for a refused scenario")
+        raise AssertionError("no live run for refused input")
 
     monkeypatch.setattr(pipeline, "run_live", no_live_run)
-    result = CliRunner().invoke(app, ["validate", str(BUS_YAML)])
+    pipeline.check_validatable(build_scenario_file(BUS_YAML))  # accepted: no error
+    result = CliRunner().invoke(
+        app, ["validate", str(BUS_YAML), "--model-set", "rules.nowhere.match_fraction=0.5"]
+    )
     assert result.exit_code == 2
     lines_ = result.output.strip().splitlines()
-    assert len(lines_) == 1 and lines_[0].startswith(f"error: {BUS_YAML}: destinations: ")
-    assert "the model does not run the bus form yet" in lines_[0]
+    assert len(lines_) == 1 and lines_[0].startswith("error: ") and "nowhere" in lines_[0]
 
 
 def test_a_bus_the_core_cannot_run_is_refused_naming_the_key() -> None:
