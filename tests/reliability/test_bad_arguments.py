@@ -30,6 +30,7 @@ from sim.cli import app
 from tests.support import ROOT
 
 runner = CliRunner()
+BUS = ROOT / "scenarios" / "validation" / "bus.yaml"
 
 PATH_AND_ADDRESS_OPTIONS = (
     "--db", "--records", "--out", "--metrics", "--log", "--access-log", "--plot", "--events",
@@ -249,6 +250,9 @@ CASES: dict[str, list[Case]] = {
         c("out-unwritable", "--out", lambda e: ["validate", str(e.scenario), "--out", str(e.unwritable / "o")]),
         c("out-two-scenarios", "--out", lambda e: ["validate", str(e.scenario), str(e.scenario), "--out", str(e.root / "work" / "o")]),
         c("set", "--set", lambda e: ["validate", str(e.scenario), "--set", "seed=-4"]),
+        c("bus-core-cannot-run", "destinations.1.timeout", lambda e: ["validate", str(BUS), "--set", "destinations.crm.timeout=2s"]),
+        c("bus-model-set-unknown-name", "destinations.nowhere", lambda e: ["validate", str(BUS), "--model-set", "destinations.nowhere.timeout=3s"]),
+        c("bus-model-set-bad-quota", "account.invocation_limit_per_second", lambda e: ["validate", str(BUS), "--model-set", "account.invocation_limit_per_second=-3"]),
     ],
 }  # fmt: skip
 
