@@ -444,7 +444,7 @@ class Arbitration(NamedTuple):
     """What `arbitrate` decided, one entry per head it took, in order."""
 
     lane: list[int]
-    index: list[int]
+    position: list[int]
     eligible_at: list[float]  # when the head became eligible (its destination let it go)
     grant_at: list[float]  # NaN: the head aged out waiting (S6), taking no token
     lane_full_at: list[float]  # the head's destination bucket after it
@@ -504,7 +504,7 @@ def arbitrate(
             head_since[d] = grant
             account = (account if account > grant else grant) + account_spacing
         out.lane.append(d)
-        out.index.append(i)
+        out.position.append(i)
         out.eligible_at.append(eligible)
         out.grant_at.append(grant)
         out.lane_full_at.append(full_at[d])

@@ -30,10 +30,68 @@ from sim.scenario.loading import with_overrides
 from sim.scenario.model import Scenario
 
 RATE_KEY = "destination.invocation_rate_limit_per_second"
+ACCOUNT_KEY = "account.invocation_limit_per_second"
 CONTEXT_METRICS = ("backlog_peak", "backlog_at_end", "events_pending", "endpoint_peak_rps")
 FIRST_REPLICATIONS = 3
 """Fewest replications a rate gets before its CI may decide it (and the first batch's size,
 rounded up to fill every worker)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a search sizes: the scenario key it varies, the prefix of the metrics its SLOs are
+    judged on (a bus destination's own: `destinations.NAME.`), and the invocations per bus
+    event that key's bucket sees (to scale the arrival rates into its search range)."""
+
+    key: str = RATE_KEY
+    prefix: str = ""
+    per_event: float = 1.0
+
+    @property
+    def label(self) -> str:
+        """The key as the user writes it."""
+        return self.key
+
+
+def target_for(scenario: Scenario, destination: str | None, account: bool) -> Target:
+    """The sizing target of a scenario: its rate limit (single form), one bus destination's
+    (`destination`) or the bus's account quota (`account`)."""
+    from sim.errors import InputError
+
+    if not scenario.is_bus:
+        if destination is not None or account:
+            option = "destination" if destination is not None else "account"
+            raise InputError(
+                None, option, "is for a bus scenario; this one is the single-destination form"
+            )
+        return Target()
+    bus = scenario.bus
+    if destination is not None and account:
+        raise InputError(None, "account", "size one thing at a time: --destination or --account")
+    if account:
+        return Target(ACCOUNT_KEY, "", bus.invocations_per_event())
+    if destination is None:
+        names = ", ".join(d.name for d in bus.destinations)
+        raise InputError(
+            scenario.source,
+            "destinations",
+            f"a bus: say what to size, --destination NAME (one of {names}) or --account",
+        )
+    if destination not in {d.name for d in bus.destinations}:
+        names = ", ".join(d.name for d in bus.destinations)
+        raise InputError(
+            None, "destination", f"no destination named {destination!r} (destinations: {names})"
+        )
+    key = f"destinations.{destination}.invocation_rate_limit_per_second"
+    return Target(key, f"destinations.{destination}.", bus.invocations_per_event(destination))
+
+
+def scoped(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    """Summaries whose top-level metrics are replaced by those under `prefix` (a destination's)."""
+    if not prefix:
+        return frame
+    mine = {c[len(prefix) :]: frame[c] for c in frame.columns if c.startswith(prefix)}
+    return frame.assign(**mine)
 
 
 class Lattice:
@@ -98,8 +156,10 @@ class SloSearch:
         executor: Executor,
         progress: Progress | None,
         grid: bool = False,
+        target: Target | None = None,
     ) -> None:
         self.base, self.lattice, self.executor, self.progress = base, lattice, executor, progress
+        self.target = target or Target()
         self.grid = grid
         self.most = base.replications
         self.evaluations: dict[int, Evaluation] = {}
@@ -123,7 +183,7 @@ class SloSearch:
         """Run replications of each rate (new ones first) until every one of them is decided."""
         for k in indices:
             if k not in self.evaluations:
-                scenario = with_overrides(self.base, {RATE_KEY: self.lattice.rate(k)})
+                scenario = with_overrides(self.base, {self.target.key: self.lattice.rate(k)})
                 self.evaluations[k] = Evaluation(scenario, phase)
         todo = [k for k in dict.fromkeys(indices) if self.evaluations[k].state == "open"]
         while todo:
@@ -146,7 +206,7 @@ class SloSearch:
     def _judge(self, k: int) -> None:
         evaluation = self.evaluations[k]
         evaluation.summaries.sort(key=lambda s: s["replication"])
-        frame = pd.DataFrame(evaluation.summaries).set_index("replication")
+        frame = scoped(pd.DataFrame(evaluation.summaries).set_index("replication"), self.target.prefix)
         evaluation.table = aggregate(frame)
         evaluation.checks = slo_verdict(evaluation.scenario, evaluation.table)
         most = self.most if not self.grid else evaluation.replications

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sim.analysis.rate_search import RATE_KEY, Lattice, SloSearch
+from sim.analysis.rate_search import RATE_KEY, Lattice, SloSearch, Target
 from sim.analysis.sweeps import prepare, run_points
 from sim.errors import InputError
 from sim.results.tables import SLO_METRICS, aggregate
@@ -68,6 +68,7 @@ class SizingResult:
     method: str = "search"  # "search" (bisection, sequential replications) or "grid"
     replications_run: int = 0  # replications simulated by the SLO search (not the probe)
     lattice_size: int = 0  # rates in the lattice: what the exhaustive grid evaluates
+    target: Target = field(default_factory=Target)  # the key sized (a bus: a destination's, the account's)
 
     @property
     def rates_evaluated(self) -> int:
@@ -111,7 +112,7 @@ class SizingResult:
                 f"{_binding_text(self)} still fails at {_rate(self.max_rate)}/s."
             )
         text = (
-            f"Set invocation_rate_limit_per_second to {_rate(self.recommended)}/s: the smallest rate "
+            f"Set {self.target.label} to {_rate(self.recommended)}/s: the smallest rate "
             f"in {span} that meets {slos} {evidence}"
         )
         text += f" ({_binding_text(self)} binds)." if self.binding else "."
@@ -158,18 +159,20 @@ def nice_step(span: float, points: int = 200) -> float:
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
-def mean_arrival_rate(scenario: Scenario) -> float:
-    """Expected arrivals per second over the horizon."""
-    return expected_count(scenario.arrivals, scenario.horizon) / scenario.horizon
+def mean_arrival_rate(scenario: Scenario, per_event: float = 1.0) -> float:
+    """Expected arrivals per second over the horizon (times the invocations per event a bus
+    bucket sees: `Target.per_event`)."""
+    return per_event * expected_count(scenario.arrivals, scenario.horizon) / scenario.horizon
 
 
-def default_range(scenario: Scenario) -> tuple[float, float]:
+def default_range(scenario: Scenario, per_event: float = 1.0) -> tuple[float, float]:
     """Search range: from the mean arrival rate (below it the backlog can only grow) to twice
-    the peak expected arrival rate, rounded to 1-2-5 steps."""
+    the peak expected arrival rate, rounded to 1-2-5 steps (rates of first attempts on a bus)."""
     horizon = scenario.horizon
     times = np.arange(0.0, horizon, max(1.0, horizon / 200_000)) + 0.5
-    mean = mean_arrival_rate(scenario)
-    peak = max(float(expected_rate(scenario.arrivals, times).max(initial=0.0)), mean, 1.0)
+    mean = mean_arrival_rate(scenario, per_event)
+    peak_events = float(expected_rate(scenario.arrivals, times).max(initial=0.0))
+    peak = max(per_event * peak_events, mean, 1.0)
     unit = nice_step(2 * peak, 10)
     return max(1.0, math.floor(mean / unit) * unit), math.ceil(2 * peak / unit) * unit
 
@@ -210,6 +213,7 @@ def size_rate_limit(
     overload_tolerance: float = 0.0,
     probe_horizon: float = PROBE_HORIZON_S,
     progress: Progress | None = None,
+    target: Target | None = None,
 ) -> SizingResult:
     """The smallest rate limit (events/s) in [min_rate, max_rate] meeting the scenario's SLOs.
 
@@ -220,6 +224,9 @@ def size_rate_limit(
     with all of them (exhaustive, slow: the check of the search).
     With an endpoint `capacity`, also finds the largest rate the endpoint absorbs with at most
     `overload_tolerance` of attempts answered by overload or timing out (95 % CI upper bound).
+    On a bus, `target` (`rate_search.target_for`) says what to size: one destination's rate limit
+    (SLOs judged on that destination's deliveries) or the account quota (on the whole bus's);
+    the endpoint probe is then not run.
     """
     slo_overrides = {f"slo.{name}": value for name, value in (slo or {}).items()}
     base = prepare(
@@ -229,12 +236,15 @@ def size_rate_limit(
         seed=seed,
         horizon=horizon,
     )
-    default_low, default_high = default_range(base)
+    target = target or Target()
+    if target.key == RATE_KEY:
+        base.require_single("sizing without --destination or --account")
+    default_low, default_high = default_range(base, target.per_event)
     low = default_low if min_rate is None else float(min_rate)
     high = default_high if max_rate is None else float(max_rate)
     _check_inputs(base, low, high, 1.0 if step is None else float(step), overload_tolerance)
     step = nice_step(high - low) if step is None else float(step)
-    mean = mean_arrival_rate(base)
+    mean = mean_arrival_rate(base, target.per_event)
     notes = []
     if low <= mean:  # the backlog would grow for ever: such a rate is never recommended
         origin = 0.0 if min_rate is None else low  # default lattice: multiples of the step
@@ -255,7 +265,7 @@ def size_rate_limit(
     lattice = Lattice(low, high, step)
     probe_wall_s = 0.0
     with Executor(workers, dask) as executor:
-        search = SloSearch(base, lattice, executor, progress, grid=grid)
+        search = SloSearch(base, lattice, executor, progress, grid=grid, target=target)
         started = time.perf_counter()
         hi, lo, monotone = search.run(coarse_points)
         search.wall_s = time.perf_counter() - started
@@ -279,8 +289,9 @@ def size_rate_limit(
             method="grid" if grid else "search",
             replications_run=search.replications_run,
             lattice_size=len(lattice),
+            target=target,
         )
-        if recommended is not None:
+        if recommended is not None and not base.is_bus:
             result.notes += _undrained(search, base, recommended)
         else:
             low_fails, high_fails = search.failing(0), search.failing(lattice.last)
@@ -295,7 +306,7 @@ def size_rate_limit(
                 "Meeting the SLOs is not monotone in the rate here: a rate above the "
                 "recommendation fails (see the table) — look for endpoint overload."
             )
-        if base.endpoint.capacity is not None:
+        if not base.is_bus and base.endpoint.capacity is not None:
             probe = _EndpointProbe(base, lattice, executor, overload_tolerance, probe_horizon)
             result.endpoint_limit, result.endpoint_probe = probe.run(coarse_points)
             result.notes += probe.notes

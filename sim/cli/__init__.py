@@ -25,8 +25,10 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
 FLAGS = {
+    "account": "--account",
     "batch_size": "--batch-size",
     "dask": "--dask",
+    "destination": "--destination",
     "grid": "--vary",
     "layout": "--log-format",
     "listen": "--listen",

@@ -262,6 +262,20 @@ def size(
             "instead of bisecting with replications added only until each verdict is clear.",
         ),
     ] = False,
+    destination: Annotated[
+        str | None,
+        typer.Option(
+            "--destination",
+            metavar="NAME",
+            help="Bus scenario: size this destination's rate limit (SLOs on its deliveries).",
+        ),
+    ] = None,
+    account: Annotated[
+        bool,
+        typer.Option(
+            "--account", help="Bus scenario: size the account invocation quota (SLOs on the bus)."
+        ),
+    ] = False,
     out: Out = None,
 ) -> None:
     """Find the smallest invocation rate limit meeting the SLOs (95 % confidence); exit 1 if none.
@@ -269,13 +283,14 @@ def size(
     Bisects on the rate with common random numbers; each rate runs replications a batch at a
     time until its confidence interval clears the SLOs either way (at most --replications)."""
     file_plots()
+    from sim.analysis.rate_search import target_for
     from sim.analysis.sizing import size_rate_limit
     from sim.report.analysis import write_size_report
     from sim.results.tables import SLO_METRICS
 
     with naming_options(scenario_file, sets=set_ or []):
         scenario = load_scenario(scenario_file, set_ or [])
-    scenario.require_single()  # sizing a bus (a destination or the account quota) comes next
+    target = target_for(scenario, destination, account)
     for option, value in (("--min", min_rate), ("--max", max_rate), ("--step", step)):
         if value is not None and not 0 < value < math.inf:
             raise InputError(None, option, f"must be positive and finite (got {value:g})")
@@ -299,10 +314,11 @@ def size(
             overload_tolerance=max_overload,
             grid=grid,
             progress=tick,
+            target=target,
         )
     folder = write_size_report(result, out)
     table = Table(
-        title=f"{result.scenario.name}: rates evaluated (mean [95 % CI upper]), "
+        title=f"{result.scenario.name}: {target.label} evaluated (mean [95 % CI upper]), "
         f"{result.wall_s:.1f} s",
         title_justify="left",
     )
@@ -347,6 +363,7 @@ def sensitivity(
 
     with naming_options(scenario_file, sets=set_ or []):
         scenario = load_scenario(scenario_file, set_ or [])
+    scenario.require_single("sim sensitivity")
     out = out_folder(out or Path("reports") / f"{scenario.name}-sensitivity")
     shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
     with (

@@ -162,7 +162,7 @@ def after_destination(
             capacity,
         )
         lane = np.concatenate((lane[:stop], np.asarray(walked.lane, dtype=np.int64)))
-        index = np.concatenate((index[:stop], np.asarray(walked.index, dtype=np.int64)))
+        index = np.concatenate((index[:stop], np.asarray(walked.position, dtype=np.int64)))
         key = np.concatenate((key[:stop], walked.eligible_at))
         grant_at = np.concatenate((grant_at[:stop], walked.grant_at))
         full_after = np.concatenate((full_after[:stop], walked.lane_full_at))

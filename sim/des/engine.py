@@ -237,7 +237,7 @@ class Model:
     # --- records --------------------------------------------------------------------------
 
     def _push(self, chunk: Chunk) -> None:
-        out = {name: np.asarray(chunk[name], dtype=dt) for name, dt in COLUMNS.items()}
+        out: Chunk = {name: np.asarray(chunk[name], dtype=dt) for name, dt in COLUMNS.items()}
         if self.bus_form:
             delivery = out["event_id"]
             out["event_id"] = delivery // self.n_rules

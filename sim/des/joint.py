@@ -212,7 +212,10 @@ class Joint:
             n = int(np.searchsorted(line.position, k))  # this lane's items among the first k
             if not items.size:
                 continue
-            lane.resize_block(cut=n < items.size)
+            if n < items.size:  # cut: next time about twice what it kept (lines move together)
+                lane.block = min(lane.max_block, max(lane.min_block, 2 * n))
+            else:
+                lane.resize_block(cut=False)
             if n == 0:
                 continue
             from_queue = proposal.from_queue[d][:n]

@@ -158,6 +158,13 @@ def write_size_report(result: SizingResult, out_dir: Path) -> Path:
         )
         save_figure(plot_sizing(result), folder / "size.png")
         lines = [f"# {result.scenario.name}: rate-limit sizing", "", result.sentence(), ""]
+        if result.scenario.is_bus:
+            judged = (
+                f"the deliveries of `{result.target.prefix[:-1]}`"
+                if result.target.prefix
+                else "every delivery of the bus"
+            )
+            lines += [f"Sized: `{result.target.key}`; SLOs judged on {judged}.", ""]
         lines += [result.effort(), ""]
         lines += [f"* {note}" for note in result.notes]
         lines += ["", _markdown_table(result.evaluations), "", "![size](size.png)", ""]

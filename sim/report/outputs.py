@@ -106,3 +106,18 @@ def write_folder(out_dir: Path, fill: Callable[[Path], None]) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return given
+
+
+def human_seconds(seconds: float) -> str:
+    """A duration for people: 250 ms, 3.2 s, 12 min, 1.7 h, 2.1 d."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    for limit, unit, size in (
+        (1, "ms", 0.001),
+        (120, "s", 1),
+        (7200, "min", 60),
+        (172800, "h", 3600),
+    ):
+        if abs(seconds) < limit:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds / 86400:.3g} d"

@@ -58,6 +58,39 @@ def plot_backlog(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
     return ax
 
 
+def plot_destination_backlog(
+    result: RunResult, destination: str, ax: plt.Axes | None = None
+) -> plt.Axes:
+    """One destination of a bus: its deliveries waiting for a token and waiting out a backoff
+    (mean with 95 % CI band), and its attempts per second against its own rate limit."""
+    ax = ax or plt.subplots(figsize=(9, 4))[1]
+    series = result.destination_timeseries
+    if series is None:
+        raise ValueError("a per-destination backlog needs a bus run")
+    mine = series[series["destination"] == destination]
+    for column, color in (("backlog", "C0"), ("retry_pool", "C3")):
+        band = _band(mine, column)
+        x = _hours(band.index)
+        ax.plot(x, band["mean"], color=color, label=column.replace("_", " "))
+        ax.fill_between(x, band["low"], band["high"], color=color, alpha=0.25, linewidth=0)
+    ax.set(xlabel="time (h)", ylabel="deliveries", title=f"{destination}: backlog and retry pool")
+    ax.grid(alpha=0.3)
+    rate_ax = ax.twinx()
+    attempts = _band(mine, "attempts")
+    widths = np.diff(attempts.index.to_numpy(dtype=float), prepend=0.0)
+    rate_ax.plot(_hours(attempts.index), attempts["mean"] / widths, color="C2", linewidth=0.8,
+                 label="attempts/s (right)")  # fmt: skip
+    limit = result.scenario.bus.destination(destination).invocation_rate_limit_per_second
+    if limit is not None:
+        rate_ax.axhline(limit, color="C2", linestyle="--", linewidth=1, label="its rate limit")
+    rate_ax.set_ylabel("attempts per second")
+    rate_ax.set_ylim(bottom=0)
+    handles = ax.get_legend_handles_labels()
+    more = rate_ax.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], loc="upper left")
+    return ax
+
+
 def plot_throughput(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
     """Arrivals, attempts and successes per second, mean across replications."""
     ax = ax or plt.subplots(figsize=(9, 4))[1]
@@ -65,9 +98,15 @@ def plot_throughput(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
         band = _band(result.timeseries, column)
         widths = np.diff(band.index.to_numpy(dtype=float), prepend=0.0)  # the last may be short
         ax.plot(_hours(band.index), band["mean"] / widths, label=column)
-    limit = result.scenario.destination.invocation_rate_limit_per_second
+    scenario = result.scenario
+    if scenario.is_bus:
+        limit = scenario.bus.account.invocation_limit_per_second
+        name = "account quota"
+    else:
+        limit = scenario.destination.invocation_rate_limit_per_second
+        name = "rate limit"
     if limit is not None:
-        ax.axhline(limit, color="k", linestyle="--", linewidth=1, label="rate limit")
+        ax.axhline(limit, color="k", linestyle="--", linewidth=1, label=name)
     ax.set(xlabel="time (h)", ylabel="per second", title="Throughput")
     ax.legend()
     ax.grid(alpha=0.3)

@@ -14,11 +14,13 @@ from typing import Any
 import yaml
 from matplotlib.figure import Figure
 
-from sim.report.outputs import json_safe, number, save_figure, write_folder
+from sim.report.bus import backlog_plot_name, bus_intro, bus_markdown, timeseries_table
+from sim.report.outputs import human_seconds, json_safe, number, save_figure, write_folder
 from sim.report.plots import (
     plot_attempts_per_event,
     plot_backlog,
     plot_delay_cdf,
+    plot_destination_backlog,
     plot_dlq,
     plot_throughput,
 )
@@ -91,25 +93,23 @@ def headline_rows(result: RunResult) -> list[tuple[str, str, str]]:
     return rows
 
 
-def human_seconds(seconds: float) -> str:
-    """A duration for people: 250 ms, 3.2 s, 12 min, 1.7 h, 2.1 d."""
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    for limit, unit, size in (
-        (1, "ms", 0.001),
-        (120, "s", 1),
-        (7200, "min", 60),
-        (172800, "h", 3600),
-    ):
-        if abs(seconds) < limit:
-            return f"{seconds / size:.3g} {unit}"
-    return f"{seconds / 86400:.3g} d"
-
-
 def _clock(seconds: float) -> str:
     days, rest = divmod(int(seconds), 86400)
     text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}"
     return f"day {days + 1} {text}" if days else text
+
+
+def line_burst(result: RunResult) -> float:
+    """The backlog one burst absorbs: the destination's burst capacity; on a bus, the sum of
+    the destinations' (at most the account's)."""
+    scenario = result.scenario
+    if not scenario.is_bus:
+        return scenario.destination.burst
+    bus = scenario.bus
+    total = float(sum(d.burst for d in bus.destinations))
+    if bus.account.invocation_limit_per_second is not None:
+        total = min(total, bus.account.burst)
+    return total
 
 
 def headline(result: RunResult) -> list[str]:
@@ -117,6 +117,7 @@ def headline(result: RunResult) -> list[str]:
     m = result.metrics["mean"]
     arrived = m["events_arrived"]
     lines = []
+    noun = "deliveries" if result.scenario.is_bus else "events"
     share = m["events_delivered"] / arrived if arrived else 0.0
     reasons = [
         f"{number(m[name])} {name.split('.', 1)[1]}"
@@ -124,12 +125,12 @@ def headline(result: RunResult) -> list[str]:
         if str(name).startswith("InvocationsSentToDlq.") and m[name] > 0
     ]
     lines.append(
-        f"Of {number(arrived)} events per replication, {share:.2%} were delivered, "
+        f"Of {number(arrived)} {noun} per replication, {share:.2%} were delivered, "
         f"{number(m['InvocationsSentToDlq'])} dead-lettered"
         + (f" ({', '.join(reasons)})" if reasons else "")
         + f", {number(m['events_dropped'])} dropped and {number(m['events_pending'])} still pending at the horizon."
     )
-    burst = result.scenario.destination.burst
+    burst = line_burst(result)
     if m["backlog_peak"] <= burst:
         lines.append("No backlog built up: the rate limit was never the bottleneck for long.")
     else:
@@ -173,14 +174,25 @@ def report_markdown(result: RunResult) -> str:
     """report.md: verdict, headline metrics with CIs, plots and the assumptions used."""
     s = result.scenario
     lines = [f"# {s.name}", ""]
-    rate = s.destination.invocation_rate_limit_per_second
+    if s.is_bus:
+        setup = bus_intro(result)
+    else:
+        rate = s.destination.invocation_rate_limit_per_second
+        setup = (
+            f"rate limit {'unlimited' if rate is None else f'{rate:g}/s'}, "
+            f"burst {s.destination.burst:g}, DLQ {'on' if s.dead_letter_queue else 'off'}."
+        )
     lines.append(
         f"Horizon {format_duration(s.horizon)}, {len(result.replications)} replications "
-        f"(seed {s.seed}), rate limit {'unlimited' if rate is None else f'{rate:g}/s'}, "
-        f"burst {s.destination.burst:g}, DLQ {'on' if s.dead_letter_queue else 'off'}. "
-        f"Simulated in {result.wall_s:.1f} s."
+        f"(seed {s.seed}), {setup} Simulated in {result.wall_s:.1f} s."
     )
-    lines += ["", "## Answer", "", *headline(result), "", "## SLO verdict", ""]
+    lines += ["", "## Answer", ""]
+    if s.is_bus:
+        lines += ["For the whole bus (counts are deliveries: one per rule an event matched):", ""]
+    lines += [*headline(result), ""]
+    if s.is_bus:
+        lines += bus_markdown(result)
+    lines += ["## SLO verdict", ""]
     if result.slo:
         lines += ["| objective | limit | mean | 95 % CI upper | verdict |", "|---|---|---|---|---|"]
         for check in result.slo:
@@ -235,8 +247,12 @@ def write_report(result: RunResult, out_dir: Path) -> Path:
     def fill(folder: Path) -> None:
         for name in PLOTS:
             draw_plot(name, result, folder / name)
+        for destination in result.destination_names:
+            fig = Figure(figsize=(9, 4))
+            plot_destination_backlog(result, destination, fig.subplots())
+            save_figure(fig, folder / backlog_plot_name(destination))
         (folder / "summary.json").write_text(json.dumps(summary_document(result), indent=2))
-        result.timeseries.to_csv(folder / "timeseries.csv", index=False)
+        timeseries_table(result).to_csv(folder / "timeseries.csv", index=False)
         (folder / "scenario.yaml").write_text(
             yaml.safe_dump(result.scenario.resolved(), sort_keys=False)
         )

@@ -42,13 +42,24 @@ class ReplicationResult:
     delay_histogram: np.ndarray
     attempts_per_event: np.ndarray
     records: list[Chunk] = field(default_factory=list)
+    destination_series: pd.DataFrame | None = None
+    """A bus's time series per destination (column `destination`); None for the single form."""
 
 
 class Accumulator:
     """Sink that folds one replication's arrivals and attempt records into counts per time bin."""
 
-    def __init__(self, scenario: Scenario, replication: int, keep_records: bool = False) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        replication: int,
+        keep_records: bool = False,
+        burst: float | None = None,
+    ) -> None:
+        """`burst`: the backlog above which the line is congested (`time_to_drain_s`); default
+        the destination's burst capacity (single form; a bus passes each part's)."""
         self.scenario = scenario
+        self.burst = scenario.destination.burst if burst is None else burst
         self.replication = replication
         self.horizon = scenario.horizon
         self.sample_s = scenario.sample_every
@@ -236,7 +247,7 @@ class Accumulator:
     def _time_to_drain(self, backlog: np.ndarray) -> float:
         """Length of the congestion episode holding the backlog peak: from when the backlog first
         rose above one burst (the bucket's capacity) to when it fell back; NaN if it never did."""
-        threshold = self.scenario.destination.burst
+        threshold = self.burst
         if not backlog.size or backlog.max() <= threshold:
             return 0.0
         peak = int(np.argmax(backlog))

@@ -34,7 +34,25 @@ class RunResult:
     def records(self) -> pd.DataFrame | None:
         """Attempt records of every replication (None unless the run kept them)."""
         chunks = [c for r in self.replications for c in r.records]
-        return to_frame(chunks) if chunks else None
+        if not chunks:
+            return None
+        names = [rule.name for rule in self.scenario.bus.rules] if self.scenario.is_bus else None
+        return to_frame(chunks, names)
+
+    @property
+    def destination_timeseries(self) -> pd.DataFrame | None:
+        """A bus's time series per destination and replication (None for the single form)."""
+        frames = [r.destination_series for r in self.replications]
+        if any(f is None for f in frames):
+            return None
+        return pd.concat(frames, ignore_index=True)
+
+    @property
+    def destination_names(self) -> list[str]:
+        """The bus's destinations in file order (empty for the single form)."""
+        if not self.scenario.is_bus:
+            return []
+        return [d.name for d in self.scenario.bus.destinations]
 
     @property
     def slo(self) -> list[dict[str, Any]]:

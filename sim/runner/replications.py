@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sim.des import simulate_replication
-from sim.results.accumulator import Accumulator, ReplicationResult
+from sim.results.accumulator import ReplicationResult
+from sim.results.bus import accumulator_for
 from sim.runner.executor import Executor, Progress
 from sim.scenario.model import Scenario
 
@@ -23,7 +24,7 @@ def run_one(
     scenario: Scenario, replication: int, records: bool = False, progress: Progress | None = None
 ) -> ReplicationResult:
     """Simulate one replication and summarize it; `progress` gets the fraction simulated."""
-    sink = Accumulator(scenario, replication, keep_records=records)
+    sink = accumulator_for(scenario, replication, keep_records=records)
     ticks = None if progress is None else (lambda now: progress(now / scenario.horizon))
     simulate_replication(scenario, replication, sink, ticks)
     return sink.finish()
@@ -38,7 +39,6 @@ def run_replications(
     progress: Progress | None = None,
 ) -> list[ReplicationResult]:
     """Run replications (default: all the scenario asks for) on `workers` processes (default: all cores)."""
-    scenario.require_single()  # the bus form is not run yet: one clear error, before any worker
     indices = list(range(scenario.replications) if replications is None else replications)
     executor = Executor(workers)
     if executor.workers == 1 or len(indices) == 1:  # in this process: progress within replications
@@ -74,8 +74,6 @@ def run_grid(
 ) -> Summaries:
     """Every replication of every scenario, in batches on `executor`; summaries per scenario,
     in replication order."""
-    for scenario in scenarios:
-        scenario.require_single()  # the bus form is not run yet
     replications = list(replications)
     size = batch_size or batch_size_for(len(scenarios), len(replications), executor.parallelism)
     tasks = [

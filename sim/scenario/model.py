@@ -246,17 +246,23 @@ class Scenario(Strict):
         """The normalized view, whatever the form: account, destinations and rules."""
         return self._bus
 
-    def require_single(self) -> None:
+    def require_single(self, what: str | None = None) -> None:
         """Raise InputError for a bus scenario: what reads `destination`, `endpoint`,
-        `retry_policy` or `dead_letter_queue` (the model today) runs the single form only."""
+        `retry_policy` or `dead_letter_queue` runs the single form only. `what` names the
+        command or option that cannot take a bus (default: a generic line)."""
         if self.is_bus:
             bus = self.bus
+            refused = (
+                f"{what} takes the single-destination form only"
+                if what
+                else "this reads the single-destination form only"
+            )
             raise InputError(
                 self.source,
                 "destinations",
                 f"a bus of {_count(bus.destinations, 'destination')} and "
-                f"{_count(bus.rules, 'rule')}: `sim check` validates it, but the model, sizing "
-                "and validation do not run the bus form yet (docs/bus.md)",
+                f"{_count(bus.rules, 'rule')}: {refused}; `sim check`, `sim run`, `sim sweep` and "
+                "`sim size --destination/--account` take a bus (docs/bus.md)",
             )
 
     @property

@@ -85,6 +85,7 @@ def _analysis(command: str, env: Env, *more: str) -> list[str]:
 
 
 FROM_DATA = ROOT / "examples" / "from-data"
+BUS = ROOT / "scenarios" / "bus.yaml"
 
 
 def _fit_endpoint(env: Env, *more: str) -> list[str]:
@@ -197,6 +198,11 @@ CASES: dict[str, list[Case]] = {
         c("slo", "--slo", lambda e: _analysis("size", e, "--slo", "bogus=1")),
         c("slo-duration", "--slo", lambda e: _analysis("size", e, "--slo", "max_p99_delivery_delay=soon")),
         c("out-unwritable", "--out", lambda e: _analysis("size", e, "--out", str(e.unwritable / "o"))),
+        c("destination-on-single", "--destination", lambda e: _analysis("size", e, "--destination", "a")),
+        c("account-on-single", "--account", lambda e: _analysis("size", e, "--account")),
+        c("bus-without-target", "destinations", lambda e: ["size", str(BUS), "--workers", "1"]),
+        c("destination-unknown", "--destination", lambda e: ["size", str(BUS), "--destination", "nope"]),
+        c("account-and-destination", "--account", lambda e: ["size", str(BUS), "--account", "--destination", "crm"]),
     ],
     "sensitivity": [
         c("horizon", "--horizon", lambda e: _analysis("sensitivity", e, "--horizon", "-1m")),
