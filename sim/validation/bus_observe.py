@@ -1,4 +1,4 @@
-"""What validation compares for a bus: the whole bus, each destination and each rule.
+"""What validation compares for a bus: the whole bus, each destination, each rule and the account.
 
 A bus run's observation holds, under the single form's names, the same items for all its
 deliveries together (so the report's plots and tables read as for one destination), and
@@ -8,53 +8,73 @@ prefixed copies for each part:
   (`destinations.NAME.backlog[10s]`, ...), over the deliveries to that destination: its
   bucket's backlog, its retry pool, the requests its endpoint received;
 * `rules.NAME.<metric>` — every scalar metric over that rule's deliveries: its matches
-  (`events_arrived`), attempts by outcome, retries, DLQ by reason, drops, delays.
+  (`events_arrived`), attempts by outcome, retries, DLQ by reason, drops, delays;
+* `account.throttled_fraction` (attempts that waited for an account token after their
+  destination let them go) and `account.peak_rps` (most attempts in any 1 s window).
 
-Each part is summarized by the shared results code (`observe`, hence
-`sim.results.accumulator.Accumulator`) on its own records and arrivals, with a
-single-destination view of the scenario (`single_view`) for the settings the accumulator reads.
+Every metric is computed by the shared results code for a bus, `sim.results.bus.BusAccumulator`
+(the one `sim run` uses), from records carrying each attempt's `rule` and `account_wait_s`;
+only the attempts by outcome and the requests per bin are counted here, as for one destination
+(`observe`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sim import policy
 from sim.des import simulate_replication
 from sim.records import Chunk, concat
-from sim.scenario.model import Destination, Scenario
-from sim.validation.bus_timing import corrected_bus_records
+from sim.results.bus import BusAccumulator
+from sim.scenario.model import Scenario
+from sim.validation.bus_timing import corrected_bus_records, ideal_account_wait
 from sim.validation.live import LiveRun
-from sim.validation.observe import Collector, Observation, observe
+from sim.validation.observe import (
+    OUTCOME_METRICS,
+    SUMMARY_METRICS,
+    Collector,
+    Observation,
+    before_horizon,
+)
 from sim.validation.overhead import Overhead, bus_lines
 
-
-def single_view(scenario: Scenario, destination: int = 0) -> Scenario:
-    """A single-destination scenario with the bus's horizon, bins and SLO and one destination
-    (with its endpoint and its first rule's retry policy): what an accumulator needs to read."""
-    bus = scenario.bus
-    chosen = bus.destinations[destination]
-    rule = next(r for r in bus.rules if r.target == chosen.name)
-    return Scenario.model_validate(
-        {
-            "name": scenario.name,
-            "horizon": scenario.horizon,
-            "seed": scenario.seed,
-            "arrivals": scenario.arrivals,
-            "destination": {name: getattr(chosen, name) for name in Destination.model_fields},
-            "endpoint": chosen.endpoint,
-            "retry_policy": rule.retry_policy,
-            "dead_letter_queue": rule.dead_letter_queue,
-            "sample_every": scenario.sample_every,
-            "slo": scenario.slo,
-        }
-    )
+ACCOUNT_METRICS = ("account.throttled_fraction", "account.peak_rps")
+"""The account's items (a bus with a quota)."""
 
 
 def _rows(records: Chunk, keep: np.ndarray) -> Chunk:
     return {name: column[keep] for name, column in records.items()}
+
+
+def _outcomes(records: Chunk) -> dict[str, float]:
+    sent = ~np.isin(records["outcome"], policy.UNSENT_OUTCOMES)
+    return {
+        name: float((sent & (records["outcome"] == code)).sum())
+        for name, code in OUTCOME_METRICS.items()
+    }
+
+
+def _scalars(summary: dict[str, float], prefix: str, records: Chunk) -> dict[str, float]:
+    """A part's scalars in the single form's order (`observe.SCALARS`)."""
+    outcomes = _outcomes(records)
+    names = (SUMMARY_METRICS[0], *OUTCOME_METRICS, *SUMMARY_METRICS[1:])
+    return {
+        prefix + name: outcomes[name] if name in outcomes else float(summary[prefix + name])
+        for name in names
+    }
+
+
+def _series(frame: pd.DataFrame, edges: np.ndarray, requests_at: np.ndarray) -> dict[str, Any]:
+    requests = np.histogram(requests_at[requests_at < edges[-1]], bins=edges)[0]
+    return {
+        "backlog": frame["backlog"].to_numpy(dtype=float),
+        "retry_pool": frame["retry_pool"].to_numpy(dtype=float),
+        "requests": requests.astype(float),
+    }
 
 
 def observe_bus(
@@ -71,44 +91,50 @@ def observe_bus(
     `arrivals_by_rule[r]` the arrival times of rule r's deliveries (its matches);
     `requests_by_destination[d]`: when destination d's endpoint received each request, if
     measured there (live); otherwise the attempts' dispatch times stand for them (model).
+    Records without `account_wait_s` waited for no account token.
     """
     bus = scenario.bus
-    targets = np.array(bus.targets, dtype=int)
-    destination_of_row = targets[rule_of_row] if rule_of_row.size else rule_of_row
-    requests_all = (
-        None if requests_by_destination is None else np.concatenate(requests_by_destination)
-    )
-    everything = observe(
-        single_view(scenario), replication, arrivals_by_rule, [records], requests_all
-    )
-    scalars, series = dict(everything.scalars), dict(everything.series)
-    for d, destination in enumerate(bus.destinations):
-        rules = np.flatnonzero(targets == d)
-        part = observe(
-            single_view(scenario, d),
-            replication,
-            [arrivals_by_rule[int(r)] for r in rules],
-            [_rows(records, destination_of_row == d)],
-            None if requests_by_destination is None else requests_by_destination[d],
+    chunk = dict(records)
+    chunk["rule"] = np.asarray(rule_of_row, dtype=np.int16)
+    chunk = before_horizon(concat([chunk]), scenario.horizon)
+    sink = BusAccumulator(scenario, replication)
+    for r, times in enumerate(arrivals_by_rule):
+        sink.deliveries(replication, r, np.asarray(times, dtype=float))
+    sink.attempts(chunk)
+    result = sink.finish()
+    summary = result.summary
+    rule = chunk["rule"].astype(int)
+    destination = np.asarray(bus.targets, dtype=int)[rule] if rule.size else rule
+    sent = ~np.isin(chunk["outcome"], policy.UNSENT_OUTCOMES)
+    frame = result.timeseries
+    ends = frame["time_s"].to_numpy()
+    edges = np.append(np.concatenate(([0.0], ends[:-1])), ends[-1])
+    dispatched = [
+        chunk["dispatch_at"][sent & (destination == d)] for d in range(len(bus.destinations))
+    ]
+    requests = list(requests_by_destination) if requests_by_destination is not None else dispatched
+    scalars = _scalars(summary, "", chunk)
+    series = _series(frame, edges, np.concatenate(requests) if requests else np.zeros(0))
+    by_destination = result.destination_series
+    assert by_destination is not None, "a bus's result"
+    for d, part in enumerate(bus.destinations):
+        prefix = f"destinations.{part.name}."
+        scalars.update(_scalars(summary, prefix, _rows(chunk, destination == d)))
+        mine = by_destination[by_destination["destination"] == part.name]
+        series.update(
+            {prefix + k: v for k, v in _series(mine, edges, np.asarray(requests[d])).items()}
         )
-        prefix = f"destinations.{destination.name}."
-        scalars.update({prefix + name: value for name, value in part.scalars.items()})
-        series.update({prefix + name: values for name, values in part.series.items()})
-    for r, rule in enumerate(bus.rules):
-        part = observe(
-            single_view(scenario, int(targets[r])),
-            replication,
-            [arrivals_by_rule[r]],
-            [_rows(records, rule_of_row == r)],
-        )
-        scalars.update({f"rules.{rule.name}.{name}": value for name, value in part.scalars.items()})
+    for r, part in enumerate(bus.rules):
+        scalars.update(_scalars(summary, f"rules.{part.name}.", _rows(chunk, rule == r)))
+    if bus.account.invocation_limit_per_second is not None:
+        scalars.update({name: float(summary[name]) for name in ACCOUNT_METRICS})
     return Observation(
         scalars=scalars,
         series=series,
-        delay_histogram=everything.delay_histogram,
-        bin_end_s=everything.bin_end_s,
-        arrivals=everything.arrivals,
-        successes=everything.successes,
+        delay_histogram=result.delay_histogram,
+        bin_end_s=ends,
+        arrivals=frame["arrivals"].to_numpy(dtype=float),
+        successes=frame["successes"].to_numpy(dtype=float),
     )
 
 
@@ -160,7 +186,9 @@ def live_bus_observations(live: LiveRun, overhead: Overhead) -> tuple[Observatio
         if request.path in index:
             received[index[request.path]].append(request.arrival_at)
     requests = [np.array(times, dtype=float) for times in received]
-    raw = observe_bus(scenario, live.replication, live.records, lines.rule, arrivals, requests)
+    records = dict(live.records)  # the account's wait of each attempt, on the ideal core
+    records["account_wait_s"] = ideal_account_wait(bus, lines, live.records)
+    raw = observe_bus(scenario, live.replication, records, lines.rule, arrivals, requests)
     ideal = corrected_bus_records(bus, lines, live.records, overhead.client_excess_s)
     corrected = observe_bus(scenario, live.replication, ideal, lines.rule, arrivals)
     return raw, corrected

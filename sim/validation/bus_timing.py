@@ -54,8 +54,10 @@ def lines_of(bus: Bus, records: Chunk, rule_of_delivery: dict[int, str]) -> Line
 
 def bus_schedule(
     bus: Bus, lines: Lines, sent: np.ndarray, ready_at: np.ndarray, follow: Follow | None = None
-) -> np.ndarray:
-    """Dispatch time of every sent row on an ideal core (NaN for unsent rows).
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dispatch time of every sent row on an ideal core (NaN for unsent rows), and how long it
+    waited for the account's token after its destination let it go (0 for unsent rows; the
+    model's `account_wait_s`: grant − eligibility after the destination, grant − ready before).
 
     `ready_at` holds the ready times of the rows that start a chain; with `follow`, each
     dispatched row may release the next (its ready time computed from the dispatch), which is
@@ -68,11 +70,12 @@ def bus_schedule(
     ]
     quota = policy.TokenBucket(account.invocation_limit_per_second, account.burst)
     dispatch = np.full(ready_at.size, np.nan)
+    wait = np.zeros(ready_at.size)
     if account.order == "before_destination":
-        _before(lines, sent, ready_at, follow, buckets, quota, dispatch)
+        _before(lines, sent, ready_at, follow, buckets, quota, dispatch, wait)
     else:
-        _after(lines, sent, ready_at, follow, buckets, quota, dispatch)
-    return dispatch
+        _after(lines, sent, ready_at, follow, buckets, quota, dispatch, wait)
+    return dispatch, wait
 
 
 def _release(
@@ -92,6 +95,7 @@ def _after(
     buckets: list[policy.TokenBucket],
     quota: policy.TokenBucket,
     dispatch: np.ndarray,
+    wait: np.ndarray,
 ) -> None:
     queues: list[list[tuple[float, int, int]]] = [[] for _ in buckets]
     head_since = [-math.inf] * len(buckets)
@@ -121,7 +125,7 @@ def _after(
         at = buckets[lane].take(granted)
         _, _, row = heapq.heappop(queues[lane])
         head_since[lane] = granted
-        dispatch[row] = at
+        dispatch[row], wait[row] = at, granted - eligible
         _release(row, at, follow, push)
 
 
@@ -133,6 +137,7 @@ def _before(
     buckets: list[policy.TokenBucket],
     quota: policy.TokenBucket,
     dispatch: np.ndarray,
+    wait: np.ndarray,
 ) -> None:
     line: list[tuple[tuple[float, int, int], int]] = []
 
@@ -149,14 +154,21 @@ def _before(
         granted = policy.account_grant(quota, ready)
         assert granted is not None
         at = buckets[int(lines.destination[row])].take(granted)
-        dispatch[row] = at
+        dispatch[row], wait[row] = at, granted - ready
         _release(row, at, follow, push)
 
 
 def ideal_bus_dispatch(bus: Bus, lines: Lines, records: Chunk) -> np.ndarray:
     """Dispatch times of the sent attempts on an ideal core from their live ready times."""
     sent = ~np.isnan(records["dispatch_at"])
-    return bus_schedule(bus, lines, sent, records["ready_at"].astype(float).copy())
+    return bus_schedule(bus, lines, sent, records["ready_at"].astype(float).copy())[0]
+
+
+def ideal_account_wait(bus: Bus, lines: Lines, records: Chunk) -> np.ndarray:
+    """Each attempt's wait for the account's token on an ideal core from its live ready time
+    (`bus_schedule`): the live core does not record it; the model does (`account_wait_s`)."""
+    sent = ~np.isnan(records["dispatch_at"])
+    return bus_schedule(bus, lines, sent, records["ready_at"].astype(float).copy())[1]
 
 
 def corrected_bus_records(
@@ -166,7 +178,8 @@ def corrected_bus_records(
 
     Every decision stays as live; an attempt is dispatched at its ideal grant, completes after
     the endpoint's own response time, and its delivery's next attempt is ready after the same
-    wait as live. Arrivals stay as submitted; age-outs keep their deadline.
+    wait as live. Arrivals stay as submitted; age-outs keep their deadline. The records gain
+    `account_wait_s`, the ideal core's (`bus_schedule`).
     """
     n = records["event_id"].size
     sent = ~np.isnan(records["dispatch_at"])
@@ -188,7 +201,7 @@ def corrected_bus_records(
         nxt = int(following[row])
         return None if nxt < 0 else (nxt, complete_at + wait[row])
 
-    dispatch = bus_schedule(bus, lines, sent, ready, follow)
+    dispatch, out["account_wait_s"] = bus_schedule(bus, lines, sent, ready, follow)
     out["ready_at"] = np.where(np.isnan(ready), out["ready_at"], ready)
     out["dispatch_at"] = np.where(sent, dispatch, out["dispatch_at"])
     return out

@@ -192,6 +192,9 @@ def test_the_re_timing_chains_each_deliverys_attempts_through_both_buckets() -> 
     np.testing.assert_allclose(out["complete_at"], [0.1, 1.06, 2.07])
     np.testing.assert_allclose(out["ready_at"], [0.0, 0.0, 0.6])
     np.testing.assert_allclose(out["next_ready_at"][:1], [0.6])
+    # waits for the account after the destination let it go: 2 from 0 to 1; the retry, eligible
+    # at 0.6, from 0.6 to 2
+    np.testing.assert_allclose(out["account_wait_s"], [0.0, 1.0, 1.4])
 
 
 # --- the core's conformance on a bus ------------------------------------------------------------
@@ -316,6 +319,12 @@ def test_the_models_bus_observation_counts_each_rules_matches_and_adds_up() -> N
     assert obs.scalars["attempts.delivered"] > 0.9 * events
     live_names = observe_bus(s, 0, chunk(event_id=[]), np.zeros(0, int), [np.zeros(0)] * 3)
     assert items_of([obs]).names == items_of([live_names]).names  # the live run's items
+    assert obs.scalars["account.throttled_fraction"] == 0.0  # 300/s: never binds at ~21/s
+    tight = observe_bus_replication(
+        with_overrides(s, {"account.invocation_limit_per_second": 5}), 0
+    )
+    assert tight.scalars["account.throttled_fraction"] > 0.5  # ~21 deliveries/s against 5/s
+    assert tight.scalars["account.peak_rps"] <= 5 + 5  # the quota and its one-second burst
 
 
 def test_sim_validate_accepts_a_bus_and_checks_it_before_any_live_run(monkeypatch) -> None:
