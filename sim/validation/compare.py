@@ -36,6 +36,7 @@ MIN_REPLICATIONS = 100
 DELAY_FLOOR_S = 0.001
 COUNT_FLOOR = 1.0
 KS_FLOOR = 0.001
+FRACTION_FLOOR = 0.001
 KS_ITEM = "delivery_delay_s.ks_distance"
 
 
@@ -137,9 +138,13 @@ class Comparison:
 
 
 def _floor(name: str) -> float:
+    """The smallest scale of an item: 1 ms for delays (a bus part's too, e.g.
+    `destinations.NAME.delivery_delay_s.p99`), 0.001 for a fraction or KS distance, else 1."""
     if name == KS_ITEM:
         return KS_FLOOR
-    return DELAY_FLOOR_S if name.startswith("delivery_delay_s") else COUNT_FLOOR
+    if name.startswith("delivery_delay_s") or ".delivery_delay_s." in name:
+        return DELAY_FLOOR_S
+    return FRACTION_FLOOR if name.endswith("_fraction") else COUNT_FLOOR
 
 
 def items_of(observations: Sequence[Observation]) -> Items:

@@ -132,7 +132,7 @@ METHOD = """\
   requests ({bins} bins of {bin}), and the KS distance of the delivery-delay distribution — is
   standardized against the model replications: z = (x − median) / scale, with separate scales
   below and above the median (semi-deviations: the standard deviation for a symmetric
-  distribution; floors 1 event, 1 ms, 0.001 of KS distance).
+  distribution; floors 1 event, 1 ms, 0.001 of a fraction or KS distance).
 * The family statistic T = max |z| is calibrated on the model itself: each replication is held
   out in turn and scored against the others (its KS distance against the pool of the others).
   The live run FAILs if its T exceeds c = {c:.2f}, the ⌈95 % · (N + 1)⌉-th smallest held-out T,

@@ -325,6 +325,13 @@ def test_the_models_bus_observation_counts_each_rules_matches_and_adds_up() -> N
     )
     assert tight.scalars["account.throttled_fraction"] > 0.5  # ~21 deliveries/s against 5/s
     assert tight.scalars["account.peak_rps"] <= 5 + 5  # the quota and its one-second burst
+    items = items_of([tight])
+    floor = dict(zip(items.names, items.floors, strict=True))
+    # a part's delays are delays (1 ms), a fraction is a fraction (0.001), a count a count (1)
+    assert floor["destinations.a.delivery_delay_s.p99"] == floor["delivery_delay_s.p99"] == 0.001
+    assert floor["rules.more-b.delivery_delay_s.p50"] == 0.001
+    assert floor["account.throttled_fraction"] == 0.001
+    assert floor["destinations.b.backlog_peak"] == floor["account.peak_rps"] == 1.0
 
 
 def test_sim_validate_accepts_a_bus_and_checks_it_before_any_live_run(monkeypatch) -> None:
