@@ -43,7 +43,7 @@ from sim.validation.observe import (
 from sim.validation.overhead import Overhead, bus_lines
 
 ACCOUNT_METRICS = ("account.throttled_fraction", "account.peak_rps")
-"""The account's items (a bus with a quota)."""
+"""The account's items (every bus: without a quota nothing waits for it)."""
 
 
 def _rows(records: Chunk, keep: np.ndarray) -> Chunk:
@@ -126,8 +126,8 @@ def observe_bus(
         )
     for r, part in enumerate(bus.rules):
         scalars.update(_scalars(summary, f"rules.{part.name}.", _rows(chunk, rule == r)))
-    if bus.account.invocation_limit_per_second is not None:
-        scalars.update({name: float(summary[name]) for name in ACCOUNT_METRICS})
+    # always (0 waits without a quota): a model with another quota, or none, has the same items
+    scalars.update({name: float(summary[name]) for name in ACCOUNT_METRICS})
     return Observation(
         scalars=scalars,
         series=series,

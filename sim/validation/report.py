@@ -177,9 +177,11 @@ BUS_METHOD = """\
 * Items: the unprefixed ones are **the whole bus**, every delivery of every rule — hence the
   account's view: `requests[...]` is what the account quota let through per bin. Then every
   scalar and series **per destination** (`destinations.NAME.*`: its shared bucket, its
-  endpoint) and every scalar **per rule** (`rules.NAME.*`: its matches, retry policy and DLQ),
-  all summarized by the shared results code from the attempts' rule. All {k} items are one
-  family, calibrated together as above.
+  endpoint), every scalar **per rule** (`rules.NAME.*`: its matches, retry policy and DLQ)
+  and **the account's** `account.throttled_fraction` (attempts that waited for
+  an account token after their destination let them go; live, on the ideal core below) and
+  `account.peak_rps`, all computed by the shared results code for a bus
+  (`sim.results.bus.BusAccumulator`). All {k} items are one family, calibrated together.
 * The ideal core of the re-timing and of the conformance check is the bus's: each
   destination's bucket *and* the account's, arbitrated by `sim.policy`'s rule of
   `account.order` (docs/bus.md B5), the one the core and the model use. Conformance is checked

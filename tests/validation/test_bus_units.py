@@ -332,6 +332,10 @@ def test_the_models_bus_observation_counts_each_rules_matches_and_adds_up() -> N
     assert floor["rules.more-b.delivery_delay_s.p50"] == 0.001
     assert floor["account.throttled_fraction"] == 0.001
     assert floor["destinations.b.backlog_peak"] == floor["account.peak_rps"] == 1.0
+    no_quota = with_overrides(s, {"account.invocation_limit_per_second": None})
+    quota_less = observe_bus_replication(no_quota, 0)  # a quota-less model: the same items
+    assert items_of([quota_less]).names == items.names
+    assert quota_less.scalars["account.throttled_fraction"] == 0.0
 
 
 def test_sim_validate_accepts_a_bus_and_checks_it_before_any_live_run(monkeypatch) -> None:
