@@ -86,6 +86,8 @@ def test_a_model_that_ignores_the_account_quota_fails(cli, tmp_path):
     assert "bus: FAIL" in result.output
     document = json.loads((tmp_path / "wrong" / "validation.json").read_text())
     failed = set(document["failed"])
+    # the account's own items: half the live attempts waited for the quota, none in the model
+    assert {"account.throttled_fraction", "account.peak_rps"} <= failed
     # the quota held the burst back: without it deliveries wait less, on every destination
     assert "delivery_delay_s.p50" in failed
     for destination in ("payments", "crm"):
