@@ -119,6 +119,13 @@ def _print_summary(result: RunResult) -> None:
     console.print(table)
     for sentence in headline(result):
         console.print(sentence)
+    if result.scenario.is_bus:
+        from sim.report.bus import account_lines, binding
+
+        for sentence in account_lines(result):
+            console.print(sentence)
+        holds = [f"{d}: {binding(result, d)}" for d in result.destination_names]
+        console.print("What holds each destination back: " + "; ".join(holds) + ".")
     for check in result.slo:
         mark = "[green]met[/green]" if check["met"] else "[red]NOT met[/red]"
         show = human_seconds if "delay" in check["slo"] else number

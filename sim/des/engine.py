@@ -25,6 +25,7 @@ from sim.des.joint import Joint
 from sim.des.lane import FIRST_BLOCK, MAX_BLOCK, MIN_BLOCK, Lane
 from sim.des.matching import Matcher
 from sim.des.rules import LaneRules
+from sim.errors import InputError
 from sim.records import BUS_COLUMNS, COLUMNS, Chunk, Sink
 from sim.rng import generator
 from sim.scenario.arrivals import arrival_windows
@@ -37,16 +38,18 @@ LOOK_AHEAD = 4 * MAX_BLOCK
 """Most arrivals released ahead of simulated time, over all destinations of a bus."""
 
 
-def unsupported(scenario: Scenario) -> str | None:
-    """Why the model cannot run a scenario (None: it can)."""
+def unsupported(scenario: Scenario) -> InputError | None:
+    """Why the model cannot run a scenario, as the error to raise (None: it can)."""
     bus = scenario.bus
     if bus.account.invocation_limit_per_second is None:
         return None
-    for i, destination in enumerate(bus.destinations):
+    for destination in bus.destinations:
         if destination.throttle_order == "lifo":
-            return (
-                f"destinations.{i}.throttle_order: lifo under an account quota is not modelled "
-                "yet (docs/bus.md); use fifo, or set account.invocation_limit_per_second: null"
+            return InputError(
+                scenario.source,
+                f"destinations.{destination.name}.throttle_order",
+                "lifo under an account quota is not modelled yet (docs/bus.md); use fifo, or "
+                "set account.invocation_limit_per_second: null",
             )
     return None
 
@@ -66,7 +69,7 @@ class Model:
         the cost, never the result (tests run the model one item at a time to show it)."""
         why = unsupported(scenario)
         if why is not None:
-            raise NotImplementedError(why)
+            raise why
         self.env = simpy.Environment()
         self.scenario = scenario
         self.replication = replication

@@ -134,7 +134,7 @@ def headline(result: RunResult) -> list[str]:
     if m["backlog_peak"] <= burst:
         lines.append("No backlog built up: the rate limit was never the bottleneck for long.")
     else:
-        peak = f"The backlog peaked at {number(m['backlog_peak'])} events (around {_clock(m['backlog_peak_at_s'])})"
+        peak = f"The backlog peaked at {number(m['backlog_peak'])} {noun} (around {_clock(m['backlog_peak_at_s'])})"
         drained = int(result.summary["time_to_drain_s"].notna().sum())
         runs = len(result.summary)
         if drained == 0:

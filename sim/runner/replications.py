@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sim.des import simulate_replication
+from sim.des.engine import unsupported
 from sim.results.accumulator import ReplicationResult
 from sim.results.bus import accumulator_for
 from sim.runner.executor import Executor, Progress
@@ -39,6 +40,9 @@ def run_replications(
     progress: Progress | None = None,
 ) -> list[ReplicationResult]:
     """Run replications (default: all the scenario asks for) on `workers` processes (default: all cores)."""
+    why = unsupported(scenario)
+    if why is not None:  # one clear error, before any worker
+        raise why
     indices = list(range(scenario.replications) if replications is None else replications)
     executor = Executor(workers)
     if executor.workers == 1 or len(indices) == 1:  # in this process: progress within replications

@@ -1,4 +1,4 @@
-"""Sizing on a bus: one destination's rate limit, or the account quota (docs/bus.md)."""
+"""Sizing (one destination's rate limit, or the account quota) and sweeps on a bus (docs/bus.md)."""
 
 from pathlib import Path
 
@@ -70,3 +70,15 @@ def test_a_bus_needs_a_target_and_the_single_form_refuses_one():
         target_for(s, "c", False)
     with pytest.raises(InputError):
         size_rate_limit(s, max_rate=100, workers=1)  # no target: the single form's key
+
+
+def test_a_sweep_varies_a_bus_key_by_name():
+    from sim.analysis.sweeps import sweep
+
+    s = two_partners(quota=500)
+    key = "destinations.b.invocation_rate_limit_per_second"
+    result = sweep(s, {key: [30, 60]}, replications=2, horizon=60, workers=1)
+    by_rate = result.runs.groupby(key)["destinations.b.delivery_delay_s.p99_with_pending"].mean()
+    assert by_rate[30] > 3 > by_rate[60]  # 40 deliveries/s: 30/s falls behind, 60/s keeps up
+    a = result.runs.groupby(key)["destinations.a.InvocationAttempts"].mean()
+    assert a[30] == a[60]  # a is not touched: same seeds, same attempts

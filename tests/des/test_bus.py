@@ -181,3 +181,20 @@ def test_bus_records_do_not_depend_on_block_size(order):
             np.testing.assert_allclose(default[name], one_by_one[name], atol=1e-6, err_msg=name)
         else:
             np.testing.assert_array_equal(default[name], one_by_one[name], err_msg=name)
+
+
+def test_lifo_under_an_account_quota_is_refused_with_its_key():
+    from sim.errors import InputError
+    from sim.runner.replications import run_replications
+
+    s = two_partners(300, 300, 500, horizon=60)
+    lifo = bus(
+        [{"name": "a", "throttle_order": "lifo", "endpoint": CONSTANT_10MS}],
+        [{"name": "to-a", "match_fraction": 1, "target": "a"}],
+        {"invocation_limit_per_second": 100},
+        horizon=60,
+    )
+    assert run_replications(s, workers=1)  # fifo runs
+    with pytest.raises(InputError) as caught:
+        run_replications(lifo, workers=1)
+    assert caught.value.key == "destinations.a.throttle_order"
