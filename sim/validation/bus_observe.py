@@ -124,8 +124,8 @@ def observe_bus(
         series.update(
             {prefix + k: v for k, v in _series(mine, edges, np.asarray(requests[d])).items()}
         )
-    for r, part in enumerate(bus.rules):
-        scalars.update(_scalars(summary, f"rules.{part.name}.", _rows(chunk, rule == r)))
+    for r, bus_rule in enumerate(bus.rules):
+        scalars.update(_scalars(summary, f"rules.{bus_rule.name}.", _rows(chunk, rule == r)))
     # always (0 waits without a quota): a model with another quota, or none, has the same items
     scalars.update({name: float(summary[name]) for name in ACCOUNT_METRICS})
     return Observation(
