@@ -74,18 +74,24 @@ def verdict_table(v: Validation) -> str:
 
 
 def _part_rows(v: Validation) -> list[str]:
-    """A bus: the rows of each destination's and each rule's metrics (`bus_observe`), then the
-    worst bin of each destination's series."""
+    """A bus: the rows of each destination's, each rule's and the account's metrics
+    (`bus_observe`), then the worst bin of each destination's series."""
     c, raw = v.comparison, v.comparison_raw
-    parts = [i for i in c.items if i.name.startswith(("destinations.", "rules."))]
+    parts = [i for i in c.items if i.name.startswith(("destinations.", "rules.", "account."))]
     rows = [_row(item, raw.item(item.name)) for item in parts if "[" not in item.name]
-    for destination in v.scenario.bus.destinations if v.scenario.is_bus else ():
+    first_series = f".{next(iter(SERIES))}["  # destinations.NAME.backlog[5s]: NAME has a series
+    destinations = dict.fromkeys(
+        i.name[: i.name.index(first_series)]
+        for i in parts
+        if i.name.startswith("destinations.") and first_series in i.name
+    )
+    for destination in destinations:
         for name in SERIES:
-            bins = c.series(f"destinations.{destination.name}.{name}")
+            bins = c.series(f"{destination}.{name}")
             worst = max(bins, key=lambda i: abs(i.z))
             failed = sum(not i.inside for i in bins)
             note = f", {failed} bins outside" if failed else ""
-            label = f"| destinations.{destination.name}.{name}: worst of {len(bins)} bins, "
+            label = f"| {destination}.{name}: worst of {len(bins)} bins, "
             row = _row(worst, raw.item(worst.name), note)
             rows.append(row.replace(f"| {worst.name} |", f"{label}{worst.name} |"))
     return rows

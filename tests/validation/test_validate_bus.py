@@ -70,6 +70,7 @@ def test_bus_passes_against_the_true_model_per_destination_and_rule(cli, tmp_pat
     assert "destinations.crm.backlog[30s]" in names
     report = (out / "report.md").read_text()
     assert "destinations.crm.backlog: worst of" in report and "live_matches.csv" in report
+    assert "| account.throttled_fraction |" in report and "BusAccumulator" in report
     assert (out / "live_matches.csv").exists()
 
 

