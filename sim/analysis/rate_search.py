@@ -49,8 +49,8 @@ class Target:
 
     @property
     def label(self) -> str:
-        """The key as the user writes it."""
-        return self.key
+        """The setting as the user writes it (the single form's: its bare name)."""
+        return "invocation_rate_limit_per_second" if self.key == RATE_KEY else self.key
 
 
 def target_for(scenario: Scenario, destination: str | None, account: bool) -> Target:

@@ -318,7 +318,8 @@ def size(
         )
     folder = write_size_report(result, out)
     table = Table(
-        title=f"{result.scenario.name}: {target.label} evaluated (mean [95 % CI upper]), "
+        title=f"{result.scenario.name}: {target.key if scenario.is_bus else 'rates'} evaluated "
+        "(mean [95 % CI upper]), "
         f"{result.wall_s:.1f} s",
         title_justify="left",
     )

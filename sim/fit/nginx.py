@@ -26,7 +26,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-from sim.fit.requests import NO_RESPONSE, Request, numbered_lines
+from sim.fit.requests import NO_RESPONSE, Request, numbered_lines, seconds_field
 
 COMBINED = (
     '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
@@ -148,26 +148,14 @@ def compile_format(layout: str = TIMED_COMBINED, *, trailing: bool | None = None
 
 def _latency(fields: dict[str, str]) -> float:
     if "request_time" in fields:
-        return _number(fields["request_time"], "$request_time")
+        return seconds_field(fields["request_time"], "$request_time")
     total, seen = 0.0, False
     for part in re.split(r"[,:]", fields["upstream_response_time"]):
         part = part.strip()
         if part and part != "-":
-            total += _number(part, "$upstream_response_time")
+            total += seconds_field(part, "$upstream_response_time")
             seen = True
     return total if seen else math.nan
-
-
-def _number(text: str, name: str) -> float:
-    if text == "-":
-        return math.nan
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{name} {text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} {text!r} is not a duration")
-    return value
 
 
 def _end_time(fields: dict[str, str]) -> float:

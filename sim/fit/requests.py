@@ -170,10 +170,10 @@ class CsvFormat:
             raise ValueError(
                 f"status {status_text!r} is not an HTTP status (100-599), '-' or empty"
             )
-        latency = _seconds(row.get("latency_s", ""), "latency_s")
+        latency = seconds_field(row.get("latency_s", ""), "latency_s")
         start = epoch_seconds(row["time"]) if row.get("time") else math.nan
         end = start + latency if math.isfinite(latency) else math.nan
-        retry_after = _seconds(row.get("retry_after", ""), "retry_after")
+        retry_after = seconds_field(row.get("retry_after", ""), "retry_after")
         return Request(status, latency, start, end, row.get("path"), retry_after)
 
 
@@ -184,7 +184,8 @@ def _int(text: str, name: str) -> int:
         raise ValueError(f"{name} {text!r} is not a whole number") from None
 
 
-def _seconds(text: str, name: str) -> float:
+def seconds_field(text: str, name: str) -> float:
+    """A field in seconds (`-` or empty: NaN, no value); ValueError naming the field otherwise."""
     if text in ("", "-"):
         return math.nan
     try:

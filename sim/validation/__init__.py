@@ -4,7 +4,10 @@
 time into the delivery core, which delivers to a local endpoint serving the scenario's
 endpoint model over HTTP on 127.0.0.1 — and in the model for N replications, then tests every
 metric against the model's simultaneous 95 % prediction intervals (`compare`) and writes the
-report folder (`report`). Names load on first use, so importing the package is cheap.
+report folder (`report`). `save_live`/`load_live` keep a live run in one file to validate
+against again (`recording`); `run_power` tests it against a ladder of wrong models, one setting
+at a time, for the validation's resolution (`power`, `ladder`). Names load on first use, so
+importing the package is cheap.
 """
 
 from __future__ import annotations
@@ -20,15 +23,25 @@ _PUBLIC = {
     "validate": "sim.validation.pipeline",
     "Comparison": "sim.validation.compare",
     "calibrate": "sim.validation.compare",
+    "Recording": "sim.validation.recording",
+    "load_live": "sim.validation.recording",
+    "save_live": "sim.validation.recording",
+    "Power": "sim.validation.power",
+    "run_power": "sim.validation.power",
 }
 
 __all__ = [
     "LIVE_REPLICATION",
     "Comparison",
     "LiveRun",
+    "Power",
+    "Recording",
     "Validation",
     "calibrate",
+    "load_live",
     "run_live",
+    "run_power",
+    "save_live",
     "validate",
 ]
 
@@ -45,4 +58,6 @@ if TYPE_CHECKING:
     from sim.validation.compare import Comparison, calibrate
     from sim.validation.live import LIVE_REPLICATION, LiveRun, run_live
     from sim.validation.pipeline import validate
+    from sim.validation.power import Power, run_power
+    from sim.validation.recording import Recording, load_live, save_live
     from sim.validation.result import Validation

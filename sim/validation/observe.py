@@ -4,8 +4,10 @@ live run, computed by the shared results code (`sim.results.accumulator.Accumula
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -133,15 +135,56 @@ def observe_replication(scenario: Scenario, replication: int) -> Observation:
     return observe(scenario, replication, sink.arrival_times, sink.chunks)
 
 
+def observe_replications(
+    scenario: Scenario,
+    first: int,
+    stop: int,
+    observe_one: Callable[[Scenario, int], Observation] = observe_replication,
+) -> list[Observation]:
+    """Simulate and observe model replications first..stop−1 (one task of `run_model`)."""
+    return [observe_one(scenario, i) for i in range(first, stop)]
+
+
+BATCHES_PER_WORKER = 8
+"""`run_model` sends each worker about this many tasks: few enough that a scenario is pickled
+a handful of times, not once per replication; enough for an even finish and a moving bar."""
+
+
 def run_model(
     scenario: Scenario,
     replications: int,
     *,
     workers: int | None = None,
     progress: Progress | None = None,
-    observe_one: Callable[[Scenario, int], Observation] = observe_replication,
+    observe_one: Callable[[Scenario, int], Observation] | None = None,
 ) -> list[Observation]:
     """Observe model replications 0..replications−1 on `workers` processes (default: all cores),
-    each with `observe_one` (a bus: `bus_observe.observe_bus_replication`)."""
-    tasks = [(scenario, i) for i in range(replications)]
-    return Executor(workers).gather(observe_one, tasks, progress)
+    each with `observe_one` (default: `observe_replication`, or for a bus
+    `bus_observe.observe_bus_replication`).
+
+    The replications go out in batches; the observations are the same whatever the batching.
+    """
+    if observe_one is None:
+        observe_one = observe_replication
+        if scenario.is_bus:  # imported here: bus_observe builds on this module
+            from sim.validation.bus_observe import observe_bus_replication
+
+            observe_one = observe_bus_replication
+    executor = Executor(workers)
+    size = max(1, math.ceil(replications / (executor.workers * BATCHES_PER_WORKER)))
+    tasks = [
+        (scenario, i, min(i + size, replications), observe_one)
+        for i in range(0, replications, size)
+    ]
+    batches = executor.gather(observe_replications, tasks, progress)
+    return [observation for batch in batches for observation in batch]
+
+
+def replaying(scenario: Scenario, times: np.ndarray, folder: Path) -> Scenario:
+    """The scenario with its arrivals replaced by exactly `times` (a trace CSV in `folder`)."""
+    from sim.scenario.loading import with_overrides
+
+    path = folder / "live_arrivals.csv"
+    path.write_text("arrival_s\n" + "".join(f"{float(t)!r}\n" for t in times))
+    trace = {"kind": "trace", "path": str(path), "column": "arrival_s"}
+    return with_overrides(scenario, {"arrivals": [trace]})

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sim.errors import InputError
+from sim.runner.executor import Progress
 from sim.scenario.model import Scenario
-from sim.validation.bus_observe import live_bus_observations, observe_bus_replication
+from sim.validation.bus_observe import live_bus_observations
 from sim.validation.compare import ALPHA, MIN_REPLICATIONS, calibrate
+from sim.validation.ladder import Deviation, ladder
 from sim.validation.live import LiveRun, run_live
-from sim.validation.observe import Observation, observe, observe_replication, run_model
+from sim.validation.observe import Observation, observe, replaying, run_model
 from sim.validation.overhead import (
     Conformance,
     Overhead,
@@ -24,6 +26,8 @@ from sim.validation.overhead import (
     corrected_records,
     measure,
 )
+from sim.validation.power import PowerRow, run_power
+from sim.validation.recording import Recording, check_matches, save_live
 from sim.validation.result import ArrivalsMode, Validation
 
 DEFAULT_REPLICATIONS = 500
@@ -103,8 +107,11 @@ def live_arrivals(live: LiveRun) -> np.ndarray:
     return times[times < live.horizon]
 
 
-def observe_live(live: LiveRun) -> tuple[Overhead, Observation, Observation]:
-    """The live run's overhead and its raw and overhead-corrected observations.
+def observe_live(
+    live: LiveRun, overhead: Overhead | None = None
+) -> tuple[Overhead, Observation, Observation]:
+    """The live run's overhead (measured now, unless given) and its raw and
+    overhead-corrected observations.
 
     The correction assumes the core kept to its schedule; `conformance` checks that it did.
 
@@ -112,7 +119,7 @@ def observe_live(live: LiveRun) -> tuple[Overhead, Observation, Observation]:
     Corrected: records re-timed on an ideal core (`corrected_records`), requests counted at
     their corrected dispatch times.
     """
-    overhead = measure(live)
+    overhead = overhead if overhead is not None else measure(live)
     if live.scenario.is_bus:
         return overhead, *live_bus_observations(live, overhead)
     destination = live.scenario.destination
@@ -136,16 +143,6 @@ def live_conformance(live: LiveRun) -> Conformance:
     )
 
 
-def replaying(scenario: Scenario, times: np.ndarray, folder: Path) -> Scenario:
-    """The scenario with its arrivals replaced by exactly `times` (a trace CSV in `folder`)."""
-    from sim.scenario.loading import with_overrides
-
-    path = folder / "live_arrivals.csv"
-    path.write_text("arrival_s\n" + "".join(f"{float(t)!r}\n" for t in times))
-    trace = {"kind": "trace", "path": str(path), "column": "arrival_s"}
-    return with_overrides(scenario, {"arrivals": [trace]})
-
-
 def validate(
     scenario: Scenario,
     *,
@@ -154,17 +151,26 @@ def validate(
     arrivals: ArrivalsMode = "replay",
     out: Path | None = None,
     live: LiveRun | None = None,
+    replay: Recording | None = None,
+    record: Path | None = None,
+    power: bool = False,
+    power_settings: Collection[str] | None = None,
     loop: str | None = None,
     workers: int | None = None,
     alpha: float = ALPHA,
     progress: Callable[[str], None] | None = None,
+    model_progress: Progress | None = None,
 ) -> Validation:
-    """Run `scenario` live (unless a previous `live` run of it is given) and in the model,
-    compare them and, with `out`, write the report folder there.
+    """Run `scenario` live (unless a previous `live` run of it, or a `replay` recording, is
+    given) and in the model, compare them and, with `out`, write the report folder there.
 
     The model runs `replications` replications with `model_overrides` applied (to the model
     only: a deliberately wrong model must FAIL) and, with `arrivals="replay"`, the live run's
     arrival times. `loop` picks the live run's event loop (`sim.live.delivery.loops`).
+    `record`: save the live run there (`sim.validation.recording`), with the validation's
+    verdict once known. `power`: also test the live run against the deviation ladder
+    (`sim.validation.power`), of every setting or of `power_settings` only. `model_progress`
+    gets the fraction of the model work done.
     """
     from sim.scenario.loading import with_overrides
 
@@ -175,18 +181,25 @@ def validate(
     check_model_overrides(overrides, arrivals)
     model_scenario = with_overrides(scenario, overrides)
     say = progress or (lambda message: None)
+    if replay is not None:
+        check_matches(replay, scenario)
+        live = replay.live
     if live is None:
         say(f"live run: {scenario.horizon:g} s of real time")
         live = run_live(scenario, loop=loop)
-    overhead, raw, corrected = observe_live(live)
+    overhead, raw, corrected = observe_live(live, replay.overhead if replay else None)
+    if record is not None:
+        save_live(record, live, overhead)  # at once: a later failure must not lose the live run
     conforms = live_conformance(live)
-    say(f"model: {replications} replications")
+    parts = 1 + (len(ladder(model_scenario, power_settings)[0]) if power else 0)
+    say(f"model: {replications} replications" + (f", then {parts - 1} deviations" if power else ""))
     started = time.perf_counter()
+    replayed_arrivals = live_arrivals(live) if arrivals == "replay" else None
     with tempfile.TemporaryDirectory(prefix="sim-validate-") as folder:
-        if arrivals == "replay":
-            model_scenario = replaying(model_scenario, live_arrivals(live), Path(folder))
-        one = observe_bus_replication if model_scenario.is_bus else observe_replication
-        model = run_model(model_scenario, replications, workers=workers, observe_one=one)
+        if replayed_arrivals is not None:
+            model_scenario = replaying(model_scenario, replayed_arrivals, Path(folder))
+        tick = None if model_progress is None else (lambda f: model_progress(f / parts))
+        model = run_model(model_scenario, replications, workers=workers, progress=tick)
     model_wall_s = time.perf_counter() - started
     calibration = calibrate(model, alpha)
     result = Validation(
@@ -203,9 +216,35 @@ def validate(
         comparison_raw=calibration.test(raw),
         model_wall_s=model_wall_s,
         conformance=conforms,
+        replayed_from=replay.path if replay is not None else None,
     )
+    if power:
+        power_tick = None
+        if model_progress is not None:
+            power_tick = lambda f: model_progress((1 + f * (parts - 1)) / parts)  # noqa: E731
+        result.power = run_power(
+            with_overrides(scenario, overrides),
+            corrected,
+            baseline_row(result),
+            replications=replications,
+            conforms=conforms.ok,
+            arrivals=replayed_arrivals,
+            workers=workers,
+            alpha=alpha,
+            settings=power_settings,
+            progress=power_tick,
+        )
+    if record is not None:
+        result.recorded_to = save_live(record, live, overhead, result)
     if out is not None:
         from sim.validation.report import write_report
 
         result.report_dir = write_report(result, out)
     return result
+
+
+def baseline_row(v: Validation) -> PowerRow:
+    """The validated model's own row of the power table (deviation `none`)."""
+    c = v.comparison
+    none = Deviation("baseline", "none", "as validated", {})
+    return PowerRow(none, c.statistic, c.critical, v.passed, c.failed())

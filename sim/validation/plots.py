@@ -12,6 +12,7 @@ from sim.validation.compare import KS_ITEM, Comparison  # noqa: E402
 from sim.validation.observe import SCALARS, SERIES  # noqa: E402
 
 if TYPE_CHECKING:
+    from sim.validation.power import Power
     from sim.validation.result import Validation
 
 BAND, PI, LIVE, RAW = "C0", "C0", "C3", "0.45"
@@ -141,6 +142,42 @@ def plot_overhead(v: Validation) -> plt.Figure:
     ax.set(xscale="symlog", xlabel="ms", ylabel="fraction within", title="Live core overhead")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    return fig
+
+
+def plot_power(power: Power) -> plt.Figure:
+    """T / limit of the live run against every deviated model (log scale): right of 1 FAILs."""
+    from sim.validation.power import limit_ratio
+
+    rows = [power.baseline, *power.rows]
+    ratio = np.array([limit_ratio(r) for r in rows], dtype=float)
+    finite = ratio[np.isfinite(ratio)]
+    low = min(0.1, float(finite.min()) / 1.5) if finite.size else 0.1
+    high = max(2.0, float(finite.max()) * 1.5) if finite.size else 2.0
+    shown = np.clip(np.nan_to_num(ratio, nan=high, posinf=high), low, high)
+    y = np.arange(len(rows))
+    failed = np.array([not r.passed for r in rows])
+    fig, ax = plt.subplots(figsize=(9, 0.22 * len(rows) + 1.4))
+    ax.hlines(y, 1.0, shown, color=np.where(failed, LIVE, BAND), linewidth=1.5)
+    ax.scatter(shown[~failed], y[~failed], color=BAND, zorder=3, label="PASS: not caught")
+    ax.scatter(shown[failed], y[failed], color=LIVE, zorder=3, label="FAIL: caught")
+    labels = [f"{r.deviation.setting.split('.', 1)[-1]}  {r.deviation.label}" for r in rows]
+    labels[0] = "the model as validated"
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="k", linestyle="--", linewidth=1)
+    for i in range(1, len(rows)):  # a thin line between settings
+        if rows[i].deviation.setting != rows[i - 1].deviation.setting:
+            ax.axhline(i - 0.5, color="0.85", linewidth=0.8)
+    ax.set(xscale="log", xlim=(low, high),
+           xlabel="T / limit of the live run against the model with that one change",
+           title=f"Resolution of {power.scenario}: which wrong models the live run rejects "
+           f"({power.replications} replications each)")  # fmt: skip
+    ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 1000) if low <= t <= high]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="best")
     return fig
 
 

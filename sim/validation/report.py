@@ -17,9 +17,10 @@ from sim.report.outputs import json_safe, number, save_figure, write_folder
 from sim.validation.bus_observe import live_matches
 from sim.validation.compare import KS_ITEM, ItemResult
 from sim.validation.observe import SCALARS, SERIES
-from sim.validation.plots import PLOTS
+from sim.validation.plots import PLOTS, plot_power
 
 if TYPE_CHECKING:
+    from sim.validation.power import Power
     from sim.validation.result import Validation
 
 
@@ -242,6 +243,11 @@ def report_markdown(v: Validation) -> str:
     if v.model_overrides:
         shown = ", ".join(f"`{k}={json.dumps(val)}`" for k, val in v.model_overrides.items())
         lines.append(f"The model ran with overrides (live did not): {shown}.")
+    if v.replayed_from is not None:
+        lines.append(
+            f"The live run was replayed from `{v.replayed_from.name}` (`sim validate "
+            "--replay-live`), recorded earlier; no new live run was made."
+        )
     figures = v.overhead.figures()
     lag, excess = figures["dispatch_lag_ms"], figures["client_excess_ms"]
     lines += [
@@ -261,6 +267,7 @@ def report_markdown(v: Validation) -> str:
         "",
         "![delay CDF](delay_cdf.png)",
         "",
+        *(power_markdown(v.power) if v.power is not None else []),
         "## Method",
         "",
         METHOD.format(
@@ -309,6 +316,11 @@ def report_markdown(v: Validation) -> str:
         "`endpoint_requests.csv` (the endpoint's log), `live_arrivals.csv` (arrival times the "
         "core recorded), `scenario.yaml` (resolved)"
         + (
+            ", `power.csv` (every deviation: setting, deviation, T, limit, verdict)"
+            if v.power
+            else ""
+        )
+        + (
             "; for a bus, `live_matches.csv` (each event's arrival and the rules it matched) "
             "and a `rule` column in `live_attempts.csv`."
             if v.scenario.is_bus
@@ -317,6 +329,69 @@ def report_markdown(v: Validation) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def power_markdown(power: Power) -> list[str]:
+    """The resolution section: per setting, the smallest deviation that FAILs; then every row."""
+    lines = [
+        "## Resolution: which wrong models this live run catches",
+        "",
+        f"Each setting of the model was changed alone, by the steps below, and the same live run "
+        f"tested against that wrong model ({power.replications} replications each, the same "
+        "calibrated test: T against the wrong model's own limit), exactly as `--model-set` "
+        "would. *Smallest FAIL* is the smallest step, on each side of the validated value, "
+        "whose model this live run rejects: an error at least that large in that setting would "
+        "have FAILed the validation; a smaller one may pass unnoticed. Every row is one test "
+        "of one live run: a step just below the resolution can FAIL with another live run, and "
+        "one beyond it can PASS. All rows are in `power.csv`.",
+        "",
+        "| setting | validated | steps tried | smallest FAIL below | smallest FAIL above "
+        "| resolution |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = {(r.deviation.setting, r.deviation.label): r for r in power.rows}
+    for res in power.resolution():
+
+        def cell(label: str | None, setting: str = res.setting) -> str:
+            if label is None:
+                return "none"
+            row = rows[(setting, label)]
+            return f"{label} (T {row.statistic:.2f} > {row.critical:.2f})"
+
+        note = f"; PASS beyond: {', '.join(res.passed_beyond)}" if res.passed_beyond else ""
+        below, above = (cell(res.below), cell(res.above)) if res.numeric else ("–", "–")
+        lines.append(
+            f"| `{res.setting}` | {power.values.get(res.setting, '')} | "
+            f"{', '.join(res.tested)} | {below} | {above} | {res.summary}{note} |"
+        )
+    for setting, why in power.skipped.items():
+        lines.append(f"| `{setting}` | – | – | – | – | not tested: {why} |")
+    baseline = power.baseline
+    lines += [
+        "",
+        f"The validated model itself: T = {baseline.statistic:.2f}, limit "
+        f"{baseline.critical:.2f}, {baseline.verdict}."
+        + (
+            ""
+            if baseline.passed
+            else " **The validated model FAILs already, so FAILs below say little.**"
+        ),
+        "",
+        "![resolution](power.png)",
+        "",
+        "<details><summary>Every deviation</summary>",
+        "",
+        "| setting | step | model value | T | limit | verdict | outside |",
+        "|---|---|---|---:|---:|---|---|",
+    ]
+    for r in power.rows:
+        outside = ", ".join(r.outside[:4]) + (" …" if len(r.outside) > 4 else "")
+        lines.append(
+            f"| `{r.deviation.setting}` | {r.deviation.label} | {r.deviation.value} | "
+            f"{r.statistic:.2f} | {r.critical:.2f} | {r.verdict} | {outside} |"
+        )
+    lines += ["", "</details>", ""]
+    return lines
 
 
 def _item_json(item: ItemResult) -> dict[str, Any]:
@@ -361,6 +436,8 @@ def document(v: Validation) -> dict[str, Any]:
         "loop": v.live.loop,
         "live_wall_s": v.live.wall_s,
         "model_wall_s": v.model_wall_s,
+        "replayed_from": None if v.replayed_from is None else str(v.replayed_from),
+        "power": None if v.power is None else v.power.document(),
     }
     return json_safe(doc)
 
@@ -388,6 +465,9 @@ def write_report(v: Validation, out_dir: Path) -> Path:
         log.write(folder / "endpoint_requests.csv")
         for name, plot in PLOTS.items():
             save_figure(plot(v), folder / name, dpi=100)
+        if v.power is not None:
+            v.power.frame().to_csv(folder / "power.csv", index=False)
+            save_figure(plot_power(v.power), folder / "power.png", dpi=100)
         (folder / "report.md").write_text(report_markdown(v))
 
     return write_folder(out_dir, fill)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sim.scenario.model import Scenario
 from sim.validation.compare import Comparison
 from sim.validation.live import LiveRun
 from sim.validation.observe import Observation
 from sim.validation.overhead import Conformance, Overhead
+
+if TYPE_CHECKING:
+    from sim.validation.power import Power
 
 ArrivalsMode = Literal["replay", "model"]
 """`replay`: every model replication gets the live run's arrival times (a `trace`), so only the
@@ -35,6 +38,9 @@ class Validation:
     model_wall_s: float
     conformance: Conformance  # the live core kept to the schedule the correction assumes
     report_dir: Path | None = None
+    replayed_from: Path | None = None  # the live run came from this recording (--replay-live)
+    recorded_to: Path | None = None  # the live run was saved there (--record-live)
+    power: Power | None = None  # the deviation ladder tested against this live run (--power)
 
     @property
     def passed(self) -> bool:

@@ -43,41 +43,19 @@ from sim.live.config.resources import CoreConfig
 from sim.live.delivery.core import DeliveryCore
 from sim.live.ingest import Envelope
 from sim.live.put_events import MAX_REQUEST_BYTES, PutEventsServer, is_loopback, listen_socket
+from tests.support.processes import core_config_data
 
 pytestmark = pytest.mark.live
 
 KEY_ID, SECRET = "AKIDSIMTEST0000001", "s3cr3t/key+for-the-test"
 OTHER_KEY_ID, OTHER_SECRET = "AKIDSIMTEST0000002", "another-secret"
 REGION = "eu-west-1"
+UNREACHABLE = "http://127.0.0.1:9/"  # the rule never matches: nothing is sent
 
 
 def config(credentials: bool = True) -> CoreConfig:
     """A core with one rule (never matched by these events: nothing is sent anywhere)."""
-    data: dict[str, Any] = {
-        "Connections": [
-            {
-                "Name": "c",
-                "AuthorizationType": "API_KEY",
-                "AuthParameters": {"ApiKeyAuthParameters": {"ApiKeyName": "k", "ApiKeyValue": "v"}},
-            }
-        ],
-        "ApiDestinations": [
-            {
-                "Name": "d",
-                "ConnectionArn": "c",
-                "InvocationEndpoint": "http://127.0.0.1:9/",
-                "HttpMethod": "POST",
-            }
-        ],
-        "Rules": [
-            {
-                "Name": "r",
-                "EventPattern": {"source": ["nobody"]},
-                "Targets": [{"Id": "t", "Arn": "d"}],
-            }
-        ],
-        "sim": {"allow_private_endpoints": True, "region": REGION},
-    }
+    data = core_config_data(UNREACHABLE, source="nobody", sim={"region": REGION})
     if credentials:
         data["sim"]["ingest_credentials"] = [
             {"access_key_id": KEY_ID, "secret_access_key": "${env:SIM_TEST_INGEST_SECRET}"},
@@ -349,31 +327,7 @@ def test_an_endless_chunked_body_is_cut_off_once_it_passes_the_limit(tmp_path: P
 
 
 def _write_config(path: Path, credentials: bool) -> Path:
-    data: dict[str, Any] = {
-        "Connections": [
-            {
-                "Name": "c",
-                "AuthorizationType": "API_KEY",
-                "AuthParameters": {"ApiKeyAuthParameters": {"ApiKeyName": "k", "ApiKeyValue": "v"}},
-            }
-        ],
-        "ApiDestinations": [
-            {
-                "Name": "d",
-                "ConnectionArn": "c",
-                "InvocationEndpoint": "http://127.0.0.1:9/",
-                "HttpMethod": "POST",
-            }
-        ],
-        "Rules": [
-            {
-                "Name": "r",
-                "EventPattern": {"source": ["nobody"]},
-                "Targets": [{"Id": "t", "Arn": "d"}],
-            }
-        ],
-        "sim": {"allow_private_endpoints": True},
-    }
+    data = core_config_data(UNREACHABLE, source="nobody")
     if credentials:
         data["sim"]["ingest_credentials"] = [
             {"access_key_id": "AKIDCLI", "secret_access_key": "${env:SIM_TEST_PUT_EVENTS_SECRET}"}

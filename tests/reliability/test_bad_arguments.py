@@ -28,13 +28,14 @@ from typer.testing import CliRunner
 
 from sim.cli import app
 from tests.support import ROOT
+from tests.support.processes import core_config_data, write_yaml
 
 runner = CliRunner()
 BUS = ROOT / "scenarios" / "validation" / "bus.yaml"
 
 PATH_AND_ADDRESS_OPTIONS = (
     "--db", "--records", "--out", "--metrics", "--log", "--access-log", "--plot", "--events",
-    "--listen", "--host", "--port",
+    "--listen", "--host", "--port", "--record-live", "--replay-live",
 )  # fmt: skip
 """Options naming a file, folder or address: each one a command has must be tested."""
 
@@ -258,7 +259,18 @@ CASES: dict[str, list[Case]] = {
         c("set", "--set", lambda e: ["validate", str(e.scenario), "--set", "seed=-4"]),
         c("bus-core-cannot-run", "destinations.1.timeout", lambda e: ["validate", str(BUS), "--set", "destinations.crm.timeout=2s"]),
         c("bus-model-set-unknown-name", "destinations.nowhere", lambda e: ["validate", str(BUS), "--model-set", "destinations.nowhere.timeout=3s"]),
+        c("bus-power", "--power", lambda e: ["validate", str(BUS), "--power"]),
+        c("bus-record-live", "--record-live", lambda e: ["validate", str(BUS), "--record-live", str(e.root / "work" / "x.npz")]),
         c("bus-model-set-bad-quota", "account.invocation_limit_per_second", lambda e: ["validate", str(BUS), "--model-set", "account.invocation_limit_per_second=-3"]),
+        c("record-live-folder", "--record-live", lambda e: ["validate", str(e.scenario), "--record-live", str(e.root)]),
+        c("record-live-under-file", "--record-live", lambda e: ["validate", str(e.scenario), "--record-live", str(e.a_file / "x.npz")]),
+        c("record-live-two", "--record-live", lambda e: ["validate", str(e.scenario), str(e.scenario), "--record-live", str(e.root / "work" / "x.npz")]),
+        c("replay-live-missing", lambda e: str(e.missing / "x.npz"), lambda e: ["validate", "--replay-live", str(e.missing / "x.npz")]),
+        c("replay-live-not-npz", lambda e: str(e.scenario), lambda e: ["validate", "--replay-live", str(e.scenario)]),
+        c("replay-live-two", "--replay-live", lambda e: ["validate", str(e.scenario), str(e.scenario), "--replay-live", str(e.scenario)]),
+        c("replay-and-record", "--record-live", lambda e: ["validate", "--replay-live", str(e.scenario), "--record-live", str(e.root / "work" / "x.npz")]),
+        c("power-setting-alone", "--power-setting", lambda e: ["validate", str(e.scenario), "--power-setting", "backoff_base"]),
+        c("power-setting-unknown", "--power-setting", lambda e: ["validate", str(e.scenario), "--power", "--power-setting", "nonsense"]),
     ],
 }  # fmt: skip
 
@@ -313,32 +325,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         )
     )
     config = inputs / "core.yaml"
-    connection = {"ApiKeyAuthParameters": {"ApiKeyName": "k", "ApiKeyValue": "v"}}
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "Connections": [
-                    {"Name": "c", "AuthorizationType": "API_KEY", "AuthParameters": connection}
-                ],
-                "ApiDestinations": [
-                    {
-                        "Name": "d",
-                        "ConnectionArn": "c",
-                        "InvocationEndpoint": "http://127.0.0.1:9/",
-                        "HttpMethod": "POST",
-                    }
-                ],
-                "Rules": [
-                    {
-                        "Name": "r",
-                        "EventPattern": {"source": ["x"]},
-                        "Targets": [{"Id": "t", "Arn": "d"}],
-                    }
-                ],
-                "sim": {"allow_private_endpoints": True},
-            }
-        )
-    )
+    write_yaml(config, core_config_data("http://127.0.0.1:9/", source="x"))
     events = inputs / "events.jsonl"
     events.write_text('{"source": "x", "detail-type": "t", "detail": {}}\n')
     a_file = inputs / "a-file.txt"

@@ -32,6 +32,8 @@ import pytest
 import yaml
 from botocore.config import Config
 
+from tests.support.processes import core_config_data
+
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,29 +43,7 @@ SEED = int(os.environ.get("SIM_DURABILITY_SEED", str(random.randrange(10**6))))
 def _config(path: Path) -> Path:
     """Events match one target whose tiny rate limit keeps them pending: the test is about
     accepting, not delivering."""
-    connection = {"ApiKeyAuthParameters": {"ApiKeyName": "k", "ApiKeyValue": "v"}}
-    data = {
-        "Connections": [
-            {"Name": "c", "AuthorizationType": "API_KEY", "AuthParameters": connection}
-        ],
-        "ApiDestinations": [
-            {
-                "Name": "d",
-                "ConnectionArn": "c",
-                "InvocationEndpoint": "http://127.0.0.1:9/",
-                "HttpMethod": "POST",
-                "InvocationRateLimitPerSecond": 0.001,
-            }
-        ],
-        "Rules": [
-            {
-                "Name": "r",
-                "EventPattern": {"source": ["durability"]},
-                "Targets": [{"Id": "t", "Arn": "d"}],
-            }
-        ],
-        "sim": {"allow_private_endpoints": True},
-    }
+    data = core_config_data("http://127.0.0.1:9/", rate=0.001, source="durability")
     path.write_text(yaml.safe_dump(data))
     return path
 

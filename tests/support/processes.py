@@ -218,8 +218,10 @@ def core_config_data(
     headers: dict[str, str] | None = None,
     sim: dict[str, Any] | None = None,
     connection: dict[str, Any] | None = None,
+    source: str = "test",
 ) -> dict[str, Any]:
-    """A one-rule, one-destination core config (API_KEY connection, DLQ) as plain data."""
+    """A one-rule, one-destination core config (API_KEY connection, DLQ) as plain data; its rule
+    matches events of `source`."""
     http: dict[str, Any] = {}
     if path_values:
         http["PathParameterValues"] = path_values
@@ -258,7 +260,7 @@ def core_config_data(
                 "InvocationRateLimitPerSecond": rate,
             }
         ],
-        "Rules": [{"Name": "rule", "EventPattern": {"source": ["test"]}, "Targets": [target]}],
+        "Rules": [{"Name": "rule", "EventPattern": {"source": [source]}, "Targets": [target]}],
         "sim": settings,
     }
 
