@@ -156,20 +156,14 @@ def run_model(
     *,
     workers: int | None = None,
     progress: Progress | None = None,
-    observe_one: Callable[[Scenario, int], Observation] | None = None,
+    observe_one: Callable[[Scenario, int], Observation] = observe_replication,
 ) -> list[Observation]:
     """Observe model replications 0..replications−1 on `workers` processes (default: all cores),
-    each with `observe_one` (default: `observe_replication`, or for a bus
-    `bus_observe.observe_bus_replication`).
+    each with `observe_one` (a bus: `bus_observe.observe_bus_replication`, which the caller
+    passes: that module builds on this one).
 
     The replications go out in batches; the observations are the same whatever the batching.
     """
-    if observe_one is None:
-        observe_one = observe_replication
-        if scenario.is_bus:  # imported here: bus_observe builds on this module
-            from sim.validation.bus_observe import observe_bus_replication
-
-            observe_one = observe_bus_replication
     executor = Executor(workers)
     size = max(1, math.ceil(replications / (executor.workers * BATCHES_PER_WORKER)))
     tasks = [

@@ -13,11 +13,17 @@ import numpy as np
 from sim.errors import InputError
 from sim.runner.executor import Progress
 from sim.scenario.model import Scenario
-from sim.validation.bus_observe import live_bus_observations
+from sim.validation.bus_observe import live_bus_observations, observe_bus_replication
 from sim.validation.compare import ALPHA, MIN_REPLICATIONS, calibrate
 from sim.validation.ladder import Deviation, ladder
 from sim.validation.live import LiveRun, run_live
-from sim.validation.observe import Observation, observe, replaying, run_model
+from sim.validation.observe import (
+    Observation,
+    observe,
+    observe_replication,
+    replaying,
+    run_model,
+)
 from sim.validation.overhead import (
     Conformance,
     Overhead,
@@ -178,6 +184,8 @@ def validate(
         raise ValueError(f"replications must be at least {MIN_REPLICATIONS} (got {replications})")
     overrides = dict(model_overrides or {})
     check_validatable(scenario)
+    if scenario.is_bus and (power or record is not None):  # single-form ladder and recordings
+        raise InputError(None, "power" if power else "record", "not supported for a bus yet")
     check_model_overrides(overrides, arrivals)
     model_scenario = with_overrides(scenario, overrides)
     say = progress or (lambda message: None)
@@ -199,7 +207,10 @@ def validate(
         if replayed_arrivals is not None:
             model_scenario = replaying(model_scenario, replayed_arrivals, Path(folder))
         tick = None if model_progress is None else (lambda f: model_progress(f / parts))
-        model = run_model(model_scenario, replications, workers=workers, progress=tick)
+        one = observe_bus_replication if model_scenario.is_bus else observe_replication
+        model = run_model(
+            model_scenario, replications, workers=workers, progress=tick, observe_one=one
+        )
     model_wall_s = time.perf_counter() - started
     calibration = calibrate(model, alpha)
     result = Validation(
