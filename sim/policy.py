@@ -366,13 +366,23 @@ def age_out_final(dead_letter_queue: bool) -> int:
 
 
 # --- B2/B4/B5: the bus — rule matches and the account bucket (docs/bus.md) ---------------------
+#
+# The account's quota is one more GCRA bucket (`token_from`, `take_token`) taken by every attempt
+# of every destination. The functions below are THE arbitration rule of docs/bus.md B5, shared
+# by both engines: the model walks it in blocks (`arbitrate`) and one process at a time
+# (`sim.des.reference`), the live core one head at a time in real time (`head_eligible_at`,
+# `grant_key`, `before_key`, `account_grant`), and validation's ideal re-timing replays it.
+
+ACCOUNT_ORDERS = ("after_destination", "before_destination")
+"""Where the account's bucket sits relative to a destination's own (B5, `account.order`)."""
 
 
-def matches(draw: np.ndarray, match_fraction: float) -> np.ndarray:
+def matches(draw: np.ndarray, match_fraction: float | np.ndarray) -> np.ndarray:
     """Which bus events a rule matches (B2): those whose uniform draw, keyed to (event, rule), is
     below the rule's `match_fraction`. Draws lie in [0, 1), so a rule with `match_fraction` 1
-    matches every event whatever its draws (an engine need not draw them)."""
-    return np.asarray(draw) < match_fraction
+    matches every event whatever its draws (an engine need not draw them). Broadcasts: an
+    (events, rules) array of draws with one fraction per rule gives each event's matches."""
+    return np.asarray(draw) < np.asarray(match_fraction)
 
 
 def deadlines(arrival_at: np.ndarray, maximum_event_age_s: np.ndarray) -> np.ndarray:
@@ -392,6 +402,42 @@ def token_from(full_at: float, rate_per_second: float | None, capacity: float) -
     if rate_per_second is None:
         return -math.inf
     return full_at - (capacity - 1.0) / rate_per_second
+
+
+def head_eligible_at(ready_at: float, head_since: float, token_from: float) -> float:
+    """B5 `after_destination`: when a line head becomes eligible for the account — the latest of
+    its ready time, the instant it became its line's head (`head_since`: the line's last grant)
+    and its destination bucket's first token (`token_from`). Takes nothing."""
+    at = ready_at if ready_at > head_since else head_since
+    return at if at > token_from else token_from
+
+
+def grant_key(eligible_at: float, destination_rank: int) -> tuple[float, int]:
+    """B5 `after_destination`: the order in which the account serves waiting line heads:
+    oldest eligible first, ties by the destination's position in the file (`rank`, from 0)."""
+    return (eligible_at, destination_rank)
+
+
+def before_key(ready_at: float, destination_rank: int, order: int) -> tuple[float, int, int]:
+    """B5 `before_destination`: the order of the account's one line: oldest ready first, ties by
+    the destination's position in the file, then by arrival in the line (`order`)."""
+    return (ready_at, destination_rank, order)
+
+
+def account_grant(
+    account: TokenBucket, asked_at: float, deadline: float = math.inf
+) -> float | None:
+    """B4 with S6, one grant at a time: take the account's token for an attempt asking from
+    `asked_at` (its eligibility; before its destination, its ready time). Returns the grant time,
+    max(asked_at, the account's next token) as in `arbitrate`, or None — taking nothing — if
+    that is at or after the event's `deadline` (`age_deadline`). Changes only `account`."""
+    rate = account.rate_per_second
+    token = token_from(account.full_at, rate, account.capacity)
+    grant_at = asked_at if asked_at >= token else token
+    if grant_at >= deadline:
+        return None
+    account.full_at = take_token(account.full_at, grant_at, rate)
+    return grant_at
 
 
 class Arbitration(NamedTuple):
@@ -440,7 +486,8 @@ def arbitrate(
     heap: list[tuple[float, int]] = []
     for d, lane in enumerate(ready_at):
         if index[d] < len(lane):
-            heap.append((_eligible(lane[index[d]], head_since[d], full_at[d] - slack[d]), d))
+            eligible = head_eligible_at(lane[index[d]], head_since[d], full_at[d] - slack[d])
+            heap.append(grant_key(eligible, d))
     heapq.heapify(heap)
     out = Arbitration([], [], [], [], [], [])
     account = account_full_at
@@ -465,14 +512,8 @@ def arbitrate(
         i += 1
         index[d] = i
         if i < len(ready_at[d]):
-            nxt = _eligible(ready_at[d][i], head_since[d], full_at[d] - slack[d])
-            heapq.heapreplace(heap, (nxt, d))
+            nxt = head_eligible_at(ready_at[d][i], head_since[d], full_at[d] - slack[d])
+            heapq.heapreplace(heap, grant_key(nxt, d))
         else:
             heapq.heappop(heap)
     return out
-
-
-def _eligible(ready_at: float, head_since: float, token_from: float) -> float:
-    """When a line head is eligible: its ready time, its becoming head, its bucket's token."""
-    at = ready_at if ready_at > head_since else head_since
-    return at if at > token_from else token_from

@@ -175,8 +175,11 @@ def header_seconds(seconds: float) -> int:
 class EndpointServer:
     """Serves one scenario's endpoint over HTTP; time zero is `start()` unless `t0` is given.
 
-    Randomness comes from `generator(seed, replication, "endpoint")`: three uniforms per
-    request (status, hang, latency) in arrival order; `seed` defaults to the scenario's.
+    For a bus scenario, `destination` names the destination whose endpoint it serves (one
+    server per destination); its client timeout is that destination's.
+    Randomness comes from `generator(seed, replication, "endpoint")` (a bus's destination N > 0:
+    source `"N-endpoint"`, a stream of its own): three uniforms per request (status, hang,
+    latency) in arrival order; `seed` defaults to the scenario's.
     """
 
     def __init__(
@@ -190,17 +193,29 @@ class EndpointServer:
         log: RequestLog | None = None,
         shutdown_timeout_s: float = 1.0,
         access_log: AccessLog | None = None,
+        destination: str | None = None,
     ) -> None:
         self.scenario = scenario
-        self.model = EndpointModel(scenario.endpoint)
-        self.hang_s = scenario.destination.timeout if hang_s is None else hang_s
+        if destination is None:
+            scenario.require_single()  # a bus: name the destination to serve
+            destination = scenario.bus.destinations[0].name
+        names = [d.name for d in scenario.bus.destinations]
+        if destination not in names:
+            raise ValueError(f"no destination named {destination!r} (destinations: {names})")
+        index = names.index(destination)
+        served = scenario.bus.destinations[index]
+        self.destination = served
+        self.endpoint = served.endpoint
+        self.model = EndpointModel(self.endpoint)
+        self.hang_s = served.timeout if hang_s is None else hang_s
         self.oauth = oauth
         self.log = log if log is not None else RequestLog()
         self.access_log = access_log  # an nginx "timed combined" log, for `sim fit endpoint`
         self.n_tokens_issued = 0
         self.t0 = 0.0
         self.base_url = ""
-        self._rng = generator(scenario.seed if seed is None else seed, replication, "endpoint")
+        source = "endpoint" if index == 0 else f"{index}-endpoint"
+        self._rng = generator(scenario.seed if seed is None else seed, replication, source)
         self._servers = ServerQueue()
         self._tokens: dict[str, float] = {}  # token -> expiry instant (time.monotonic)
         self._shutdown_timeout_s = shutdown_timeout_s
@@ -341,7 +356,7 @@ class EndpointServer:
         return hold_s
 
     def _incidents(self, t: float) -> tuple[int, ...]:
-        incidents = enumerate(self.scenario.endpoint.incidents)
+        incidents = enumerate(self.endpoint.incidents)
         return tuple(i for i, incident in incidents if incident.start <= t < incident.end)
 
     async def _token(self, request: web.Request) -> web.StreamResponse:

@@ -206,16 +206,24 @@ def _header(
 
 
 def _account(lines: _Lines, config: CoreConfig) -> None:
-    region = config.sim.region
-    if region in DEFAULT_QUOTAS:
-        quota = DEFAULT_QUOTAS[region]
-        note = f"{region}'s default; TODO: your quota (it may have been raised)"
-    else:
-        quota = LOWEST_DEFAULT_QUOTA
-        note = f"TODO: your quota in {region}; {quota:g}/s is only the lowest Regional default"
+    region, settings = config.sim.region, config.sim
     lines.blank()
     lines.key(0, "account", comment="the account's invocation quota, shared by every target")
-    lines.key(2, "invocation_limit_per_second", quota, note)
+    if settings.account_invocation_limit_per_second is not None:  # the config says
+        quota = settings.account_quota
+        origin = "sim.account_invocation_limit_per_second"
+        lines.key(2, "invocation_limit_per_second", quota.invocation_limit_per_second, origin)
+        if settings.account_burst_capacity is not None:
+            lines.key(2, "burst_capacity", quota.burst, "sim.account_burst_capacity (ASSUMPTION)")
+        lines.key(2, "order", quota.order, "sim.account_order (ASSUMPTION: docs/bus.md)")
+        return
+    if region in DEFAULT_QUOTAS:
+        quota_s = DEFAULT_QUOTAS[region]
+        note = f"{region}'s default; TODO: your quota (it may have been raised)"
+    else:
+        quota_s = LOWEST_DEFAULT_QUOTA
+        note = f"TODO: your quota in {region}; {quota_s:g}/s is only the lowest Regional default"
+    lines.key(2, "invocation_limit_per_second", quota_s, note)
     lines.comment(4, "(Service Quotas L-5540C5E3, 'Invocations throttle limit in transactions")
     lines.comment(4, "per second'; if other targets share it, give what is left for these)")
     lines.key(2, "order", "after_destination", "ASSUMPTION: docs/bus.md")

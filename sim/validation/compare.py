@@ -29,13 +29,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.validation.observe import SCALARS, SERIES, Observation
+from sim.validation.observe import Observation
 
 ALPHA = 0.05
 MIN_REPLICATIONS = 100
 DELAY_FLOOR_S = 0.001
 COUNT_FLOOR = 1.0
 KS_FLOOR = 0.001
+FRACTION_FLOOR = 0.001
 KS_ITEM = "delivery_delay_s.ks_distance"
 
 
@@ -137,19 +138,28 @@ class Comparison:
 
 
 def _floor(name: str) -> float:
+    """The smallest scale of an item: 1 ms for delays (a bus part's too, e.g.
+    `destinations.NAME.delivery_delay_s.p99`), 0.001 for a fraction or KS distance, else 1."""
     if name == KS_ITEM:
         return KS_FLOOR
-    return DELAY_FLOOR_S if name.startswith("delivery_delay_s") else COUNT_FLOOR
+    if name.startswith("delivery_delay_s") or ".delivery_delay_s." in name:
+        return DELAY_FLOOR_S
+    return FRACTION_FLOOR if name.endswith("_fraction") else COUNT_FLOOR
 
 
 def items_of(observations: Sequence[Observation]) -> Items:
-    """Scalars and series bins of each observation as an (runs, items) matrix (KS added later)."""
+    """Scalars and series bins of each observation as an (runs, items) matrix (KS added later).
+
+    The items are the first observation's, in its order: `SCALARS` and `SERIES` for one
+    destination, followed by a bus's per-destination and per-rule ones (`bus_observe`).
+    """
     first = observations[0]
-    names = list(SCALARS)
-    for series in SERIES:
+    scalars, series_names = list(first.scalars), list(first.series)
+    names = list(scalars)
+    for series in series_names:
         names += [f"{series}[{t:g}s]" for t in first.bin_end_s]
     rows = [
-        np.concatenate(([obs.scalars[n] for n in SCALARS], *(obs.series[s] for s in SERIES)))
+        np.concatenate(([obs.scalars[n] for n in scalars], *(obs.series[s] for s in series_names)))
         for obs in observations
     ]
     floors = np.array([_floor(n) for n in names])

@@ -10,6 +10,11 @@ was dispatched after it.)
 The live realization uses replication index `LIVE_REPLICATION` (far from the model's 0..N−1)
 for its arrivals, the endpoint's draws and the core's backoff jitter, so it is reproducible up
 to timing noise and independent of every model replication.
+
+A bus scenario runs one local endpoint per destination (each serving its own endpoint model,
+at the path `/NAME`), the core with one API destination per destination and one rule per
+bus rule (`config_for_scenario`), and a load generator that draws which rules each event
+matches (`loadgen.match_draws`, kept in `LiveRun.matches`).
 """
 
 from __future__ import annotations
@@ -20,19 +25,26 @@ import sqlite3
 import tempfile
 import time
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from sim.endpoint.server import EndpointServer, RequestRecord
+from sim.live.config.from_scenario import EndpointUrls
 from sim.live.config.loading import build_config, config_for_scenario
 from sim.live.config.resources import CoreConfig
 from sim.live.delivery import loops
 from sim.live.delivery.core import DeliveryCore
 from sim.records import Chunk, concat
 from sim.scenario.model import Scenario
-from sim.validation.loadgen import LoadGenerator, arrival_times
+from sim.validation.loadgen import (
+    LoadGenerator,
+    arrival_times,
+    bus_events,
+    make_event,
+    match_draws,
+)
 from sim.validation.observe import Collector
 
 LIVE_REPLICATION = 10_000
@@ -40,6 +52,10 @@ LIVE_REPLICATION = 10_000
 
 EVENT_HEADER = "x-sim-event"
 """Request header carrying the event's id (its arrival index), to match requests to attempts."""
+
+RULE_HEADER = "x-sim-rule"
+"""Request header carrying the bus rule a request was made for (a bus only: an event goes
+to several rules, two of which may share a destination)."""
 
 START_DELAY_S = 0.5
 """Time zero is this far after setup begins, so the first arrivals are not late."""
@@ -63,18 +79,24 @@ class LiveRun:
     event_of_delivery: dict[int, int]  # delivery id -> event index
     wall_s: float
     loop: str = "asyncio"  # the event loop core and endpoint ran on
+    matches: np.ndarray | None = None  # a bus: (events, rules) booleans, the rules each matched
+    rule_of_delivery: dict[int, str] = field(default_factory=dict)  # a bus: delivery id -> rule
 
     @property
     def horizon(self) -> float:
         return self.scenario.horizon
 
 
-def validation_config(scenario: Scenario, endpoint_url: str) -> CoreConfig:
-    """`config_for_scenario`, plus a header carrying each event's id (read by JSON path)."""
+def validation_config(scenario: Scenario, endpoint_url: EndpointUrls) -> CoreConfig:
+    """`config_for_scenario`, plus a header carrying each event's id (read by JSON path) and,
+    for a bus, one naming the rule."""
     data = config_for_scenario(scenario, endpoint_url).model_dump(mode="json", exclude_none=True)
-    target = data["Rules"][0]["Targets"][0]
-    target.setdefault("HttpParameters", {}).setdefault("HeaderParameters", {})
-    target["HttpParameters"]["HeaderParameters"][EVENT_HEADER] = "$.id"
+    for rule in data["Rules"]:
+        for target in rule["Targets"]:
+            headers = target.setdefault("HttpParameters", {}).setdefault("HeaderParameters", {})
+            headers[EVENT_HEADER] = "$.id"
+            if scenario.is_bus:
+                headers[RULE_HEADER] = rule["Name"]
     return build_config(data, source=f"scenario {scenario.name}", environ={})
 
 
@@ -108,22 +130,27 @@ async def _run(scenario: Scenario, replication: int, db_path: Path) -> LiveRun:
     started = time.perf_counter()
     times = arrival_times(scenario, replication)
     t0 = time.monotonic() + START_DELAY_S
-    endpoint = EndpointServer(scenario, seed=scenario.seed, replication=replication)
-    url = await endpoint.start("127.0.0.1", 0, t0=t0)
+    endpoints, urls = await _start_endpoints(scenario, replication, t0)
+    matches = match_draws(scenario, replication, times.size) if scenario.is_bus else None
     sink = Collector()
-    try:  # the endpoint stops whatever fails, building the core's config included
+    try:  # the endpoints stop whatever fails, building the core's config included
         core = DeliveryCore(
-            validation_config(scenario, url), db_path, sink, replication=replication
+            validation_config(scenario, urls), db_path, sink, replication=replication
         )
         await core.start(t0=t0)
-        generator = LoadGenerator(times, core.submit, core.now)
+        make = make_event if matches is None else bus_events(scenario, matches)
+        generator = LoadGenerator(times, core.submit, core.now, make=make)
         await generator.run()
         await asyncio.sleep(max(0.0, scenario.horizon + STOP_AFTER_HORIZON_S - core.now()))
-        await core.stop(grace_s=scenario.destination.timeout + 0.5)
+        timeout = max(d.timeout for d in scenario.bus.destinations)
+        await core.stop(grace_s=timeout + 0.5)
     finally:
-        await endpoint.stop()
+        for endpoint in endpoints:
+            await endpoint.stop()
     records = concat(sink.chunks)
     arrivals = np.concatenate(sink.arrival_times) if sink.arrival_times else np.empty(0)
+    requests = sorted((r for e in endpoints for r in e.records), key=lambda r: r.arrival_at)
+    event_of_delivery, rule_of_delivery = _deliveries(db_path)
     return LiveRun(
         scenario=scenario,
         replication=replication,
@@ -131,17 +158,44 @@ async def _run(scenario: Scenario, replication: int, db_path: Path) -> LiveRun:
         submitted_at=generator.submitted_at,
         arrival_times=arrivals,
         records=records,
-        requests=list(endpoint.records),
-        event_of_delivery=_event_of_delivery(db_path),
+        requests=requests,
+        event_of_delivery=event_of_delivery,
         wall_s=time.perf_counter() - started,
+        matches=matches,
+        rule_of_delivery=rule_of_delivery if scenario.is_bus else {},
     )
 
 
-def _event_of_delivery(db_path: Path) -> dict[int, int]:
-    """Delivery id -> event index, read from the core's database after the run."""
+async def _start_endpoints(
+    scenario: Scenario, replication: int, t0: float
+) -> tuple[list[EndpointServer], EndpointUrls]:
+    """The local endpoint (single form), or one per destination of a bus, each at `/NAME`."""
+    if not scenario.is_bus:
+        endpoint = EndpointServer(scenario, seed=scenario.seed, replication=replication)
+        return [endpoint], await endpoint.start("127.0.0.1", 0, t0=t0)
+    endpoints: list[EndpointServer] = []
+    urls: dict[str, str] = {}
+    try:
+        for destination in scenario.bus.destinations:
+            name = destination.name
+            endpoint = EndpointServer(
+                scenario, seed=scenario.seed, replication=replication, destination=name
+            )
+            endpoints.append(endpoint)
+            urls[name] = f"{await endpoint.start('127.0.0.1', 0, t0=t0)}/{name}"
+    except BaseException:
+        for endpoint in endpoints:
+            await endpoint.stop()
+        raise
+    return endpoints, urls
+
+
+def _deliveries(db_path: Path) -> tuple[dict[int, int], dict[int, str]]:
+    """Delivery id -> event index, and delivery id -> rule, read from the core's database."""
     with closing(sqlite3.connect(db_path)) as db:
         rows = db.execute(
-            "SELECT deliveries.id, events.event_id FROM deliveries "
+            "SELECT deliveries.id, events.event_id, deliveries.rule FROM deliveries "
             "JOIN events ON deliveries.event = events.id"
         ).fetchall()
-    return {int(delivery): int(event) for delivery, event in rows}
+    events = {int(delivery): int(event) for delivery, event, _ in rows}
+    return events, {int(delivery): str(rule) for delivery, _, rule in rows}

@@ -5,6 +5,12 @@ Arrival times come from the same code and random stream as the model's (`sim.sce
 trace) realization the model could have drawn. Events due within `BATCH_S` of now are submitted
 together; each submission is its own task, so a slow commit never delays the next arrivals
 (the core's group commit absorbs concurrent submissions).
+
+For a bus, each event matches each rule independently with the rule's `match_fraction`
+(docs/bus.md B2): `match_draws` draws it on a stream of its own keyed to (event, rule)
+(`KeyedUniforms(seed, replication, "match")`, keys (event index, rule index + 1)), and the
+event lists the rules it matches in `detail.sim-rules`, which the rules' patterns select on
+(`sim.live.config.from_scenario`). The live run keeps the realized matches.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from sim.rng import generator
+from sim import policy
+from sim.live.config.from_scenario import MATCHED_RULES
+from sim.rng import KeyedUniforms, generator
 from sim.scenario.arrivals import arrival_windows
 from sim.scenario.model import Scenario
 
@@ -24,8 +32,11 @@ BATCH_S = 0.001
 """Events due within this many seconds of now go out in one submission."""
 
 EVENT_SOURCE = "sim.validation"
+MATCH_SOURCE = "match"
+"""Name of the random source of a bus's rule matches (a `KeyedUniforms` stream)."""
 
 Submit = Callable[[Sequence[dict[str, Any]]], Coroutine[Any, Any, Any]]
+MakeEvent = Callable[[int, float], dict[str, Any]]
 
 
 def arrival_times(scenario: Scenario, replication: int) -> np.ndarray:
@@ -46,14 +57,39 @@ def make_event(index: int, scheduled_at: float) -> dict[str, Any]:
     }
 
 
+def match_draws(scenario: Scenario, replication: int, n_events: int) -> np.ndarray:
+    """Which bus rules each of events 0..n_events−1 matches: booleans (events, rules) in the
+    order of `scenario.bus.rules` (B2; a single-destination scenario's one rule always)."""
+    rules = scenario.bus.rules
+    stream = KeyedUniforms(scenario.seed, replication, MATCH_SOURCE)
+    events = np.repeat(np.arange(n_events, dtype=np.int64), len(rules))
+    keys = np.tile(np.arange(1, len(rules) + 1, dtype=np.int64), n_events)
+    draws = stream.at(events, keys).reshape(n_events, len(rules))
+    return policy.matches(draws, np.array([rule.match_fraction for rule in rules]))
+
+
+def bus_events(scenario: Scenario, matches: np.ndarray) -> MakeEvent:
+    """`make_event` for a bus: event `index` also lists the rules it matches (`matches[index]`)."""
+    names = np.array([rule.name for rule in scenario.bus.rules])
+
+    def make(index: int, scheduled_at: float) -> dict[str, Any]:
+        event = make_event(index, scheduled_at)
+        event["detail"][MATCHED_RULES] = names[matches[index]].tolist()
+        return event
+
+    return make
+
+
 @dataclass
 class LoadGenerator:
-    """Submits event `i` at `times[i]` on a clock (`now()`, seconds since the run's time zero)."""
+    """Submits event `i` (`make(i, times[i])`) at `times[i]` on a clock (`now()`, seconds since
+    the run's time zero)."""
 
     times: np.ndarray
     submit: Submit
     now: Callable[[], float]
     batch_s: float = BATCH_S
+    make: MakeEvent = make_event
     submitted_at: np.ndarray = field(init=False)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
 
@@ -70,7 +106,7 @@ class LoadGenerator:
             now = self.now()
             j = int(np.searchsorted(self.times, now + self.batch_s, side="right"))
             j = max(j, i + 1)
-            batch = [make_event(k, float(self.times[k])) for k in range(i, j)]
+            batch = [self.make(k, float(self.times[k])) for k in range(i, j)]
             task = asyncio.create_task(self._submit(i, j, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

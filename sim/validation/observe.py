@@ -5,7 +5,7 @@ live run, computed by the shared results code (`sim.results.accumulator.Accumula
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,9 +135,14 @@ def observe_replication(scenario: Scenario, replication: int) -> Observation:
     return observe(scenario, replication, sink.arrival_times, sink.chunks)
 
 
-def observe_replications(scenario: Scenario, first: int, stop: int) -> list[Observation]:
+def observe_replications(
+    scenario: Scenario,
+    first: int,
+    stop: int,
+    observe_one: Callable[[Scenario, int], Observation] = observe_replication,
+) -> list[Observation]:
     """Simulate and observe model replications first..stop−1 (one task of `run_model`)."""
-    return [observe_replication(scenario, i) for i in range(first, stop)]
+    return [observe_one(scenario, i) for i in range(first, stop)]
 
 
 BATCHES_PER_WORKER = 8
@@ -151,14 +156,20 @@ def run_model(
     *,
     workers: int | None = None,
     progress: Progress | None = None,
+    observe_one: Callable[[Scenario, int], Observation] = observe_replication,
 ) -> list[Observation]:
-    """Observe model replications 0..replications−1 on `workers` processes (default: all cores).
+    """Observe model replications 0..replications−1 on `workers` processes (default: all cores),
+    each with `observe_one` (a bus: `bus_observe.observe_bus_replication`, which the caller
+    passes: that module builds on this one).
 
     The replications go out in batches; the observations are the same whatever the batching.
     """
     executor = Executor(workers)
     size = max(1, math.ceil(replications / (executor.workers * BATCHES_PER_WORKER)))
-    tasks = [(scenario, i, min(i + size, replications)) for i in range(0, replications, size)]
+    tasks = [
+        (scenario, i, min(i + size, replications), observe_one)
+        for i in range(0, replications, size)
+    ]
     batches = executor.gather(observe_replications, tasks, progress)
     return [observation for batch in batches for observation in batch]
 

@@ -26,7 +26,8 @@ import numpy as np
 from sim import policy
 from sim.endpoint.server import RequestRecord
 from sim.records import Chunk
-from sim.validation.live import EVENT_HEADER, LiveRun
+from sim.validation.bus_timing import Lines, ideal_bus_dispatch, lines_of
+from sim.validation.live import EVENT_HEADER, RULE_HEADER, LiveRun
 
 
 @dataclass
@@ -78,20 +79,36 @@ def ideal_dispatch(records: Chunk, rate: float | None, burst: float) -> np.ndarr
     return ideal
 
 
+def bus_lines(live: LiveRun) -> Lines:
+    """The destination and rule of each of a bus run's record rows."""
+    return lines_of(live.scenario.bus, live.records, live.rule_of_delivery)
+
+
 def measure(live: LiveRun) -> Overhead:
-    """Dispatch lag and client excess of every attempt, by matching attempts to endpoint requests."""
-    records, destination = live.records, live.scenario.destination
+    """Dispatch lag and client excess of every attempt, by matching attempts to endpoint requests.
+
+    For a bus, the ideal schedule is the destinations' and the account's buckets together
+    (`bus_timing.ideal_bus_dispatch`), and each attempt's client timeout its destination's.
+    """
+    records, bus = live.records, live.scenario.bus
     dispatch = records["dispatch_at"]
-    lag = dispatch - ideal_dispatch(
-        records, destination.invocation_rate_limit_per_second, destination.burst
-    )
+    if live.scenario.is_bus:
+        lines = bus_lines(live)
+        lag = dispatch - ideal_bus_dispatch(bus, lines, records)
+        timeouts = np.array([d.timeout for d in bus.destinations])[lines.destination]
+    else:
+        destination = live.scenario.destination
+        lag = dispatch - ideal_dispatch(
+            records, destination.invocation_rate_limit_per_second, destination.burst
+        )
+        timeouts = np.full(dispatch.size, destination.timeout)
     matched = _match(live)
     n = dispatch.size
     excess, connect, endpoint_lag = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     for row, request in matched.items():
         endpoint_s = request.queue_wait_s + request.service_s
         if records["status"][row] == policy.STATUS_TIMEOUT:
-            endpoint_s = destination.timeout
+            endpoint_s = timeouts[row]
         excess[row] = records["complete_at"][row] - dispatch[row] - endpoint_s
         connect[row] = request.arrival_at - dispatch[row]
         if request.completed_at is not None:
@@ -112,17 +129,20 @@ def measure(live: LiveRun) -> Overhead:
 
 
 def _match(live: LiveRun) -> dict[int, RequestRecord]:
-    """Record row -> the endpoint request it made: the k-th request carrying an event's id is
-    that event's attempt k (attempts of one event never overlap)."""
-    by_event: dict[int, list[RequestRecord]] = {}
+    """Record row -> the endpoint request it made: the k-th request carrying an event's id (and,
+    for a bus, its rule) is that delivery's attempt k (attempts of one delivery never overlap)."""
+    by_delivery: dict[tuple[int, str], list[RequestRecord]] = {}
     for request in sorted(live.requests, key=lambda r: r.arrival_at):
         event = request.headers.get(EVENT_HEADER)
         if event is not None and event.isdigit():
-            by_event.setdefault(int(event), []).append(request)
+            rule = request.headers.get(RULE_HEADER, "")
+            by_delivery.setdefault((int(event), rule), []).append(request)
     records, out = live.records, {}
     for row in np.flatnonzero(~np.isnan(records["dispatch_at"])):
-        index = live.event_of_delivery.get(int(records["event_id"][row]))
-        seen = by_event.get(index, []) if index is not None else []
+        delivery = int(records["event_id"][row])
+        index = live.event_of_delivery.get(delivery)
+        rule = live.rule_of_delivery.get(delivery, "")
+        seen = by_delivery.get((index, rule), []) if index is not None else []
         k = int(records["attempt"][row]) - 1
         if k < len(seen):
             out[int(row)] = seen[k]
@@ -247,6 +267,8 @@ def conformance(
     rate: float | None,
     burst: float,
     tolerance_s: float = CONFORMANCE_TOLERANCE_S,
+    *,
+    check_order: bool = True,
 ) -> Conformance:
     """Check the live core against the schedule the correction assumes (oldest-ready first).
 
@@ -256,7 +278,9 @@ def conformance(
       order, so this catches a faster rate or a bigger burst whatever the core's order.
     * **Ready**: no attempt dispatched more than `tolerance_s` before its ready time.
     * **Order**: no attempt sent while another, ready more than `tolerance_s` earlier, was
-      still waiting and went more than `tolerance_s` later (FIFO, `throttle_order: fifo`).
+      still waiting and went more than `tolerance_s` later (FIFO, `throttle_order: fifo`);
+      `check_order=False` leaves it out (the account's bucket, shared by lines served oldest
+      *eligible* first).
     """
     sent = ~np.isnan(records["dispatch_at"])
     ready, dispatch = records["ready_at"][sent], records["dispatch_at"][sent]
@@ -276,4 +300,32 @@ def conformance(
         bad = excess > tolerance_s
         return int(bad.sum()), float(excess[bad].max()) if bad.any() else 0.0
 
+    if not check_order:
+        skipped = np.zeros(0)
     return Conformance(tolerance_s, n, *count(ahead), *count(early), *count(skipped))
+
+
+def bus_conformance(live: LiveRun, tolerance_s: float = CONFORMANCE_TOLERANCE_S) -> Conformance:
+    """`conformance` of a bus run: each destination's bucket and order on its own attempts,
+    and the account's bucket on all of them; the counts add up, the maxima are the largest."""
+    records, bus = live.records, live.scenario.bus
+    lines = bus_lines(live)
+    parts = []
+    for index, destination in enumerate(bus.destinations):
+        rows = {name: column[lines.destination == index] for name, column in records.items()}
+        rate = destination.invocation_rate_limit_per_second
+        parts.append(conformance(rows, rate, destination.burst, tolerance_s))
+    account = bus.account
+    if account.invocation_limit_per_second is not None:
+        limit = account.invocation_limit_per_second
+        parts.append(conformance(records, limit, account.burst, tolerance_s, check_order=False))
+    return Conformance(
+        tolerance_s,
+        sum(p.attempts for p in parts[: len(bus.destinations)]),
+        sum(p.ahead for p in parts),
+        max(p.ahead_max_s for p in parts),
+        sum(p.before_ready for p in parts[: len(bus.destinations)]),
+        max(p.before_ready_max_s for p in parts),
+        sum(p.out_of_order for p in parts),
+        max(p.out_of_order_max_s for p in parts),
+    )

@@ -13,12 +13,21 @@ import numpy as np
 from sim.errors import InputError
 from sim.runner.executor import Progress
 from sim.scenario.model import Scenario
+from sim.validation.bus_observe import live_bus_observations, observe_bus_replication
 from sim.validation.compare import ALPHA, MIN_REPLICATIONS, calibrate
 from sim.validation.ladder import Deviation, ladder
 from sim.validation.live import LiveRun, run_live
-from sim.validation.observe import Observation, observe, replaying, run_model
+from sim.validation.observe import (
+    Observation,
+    observe,
+    observe_replication,
+    replaying,
+    run_model,
+)
 from sim.validation.overhead import (
+    Conformance,
     Overhead,
+    bus_conformance,
     conformance,
     corrected_records,
     measure,
@@ -39,7 +48,11 @@ def check_validatable(scenario: Scenario) -> None:
 
     `throttle_order: lifo`: the overhead correction and the core's conformance check replay
     attempts oldest-ready first; a LIFO core would be re-timed FIFO-style and FAIL falsely.
+    A bus: its live core config must be buildable (`check_bus_validatable`).
     """
+    if scenario.is_bus:
+        check_bus_validatable(scenario)
+        return
     if scenario.destination.throttle_order != "fifo":
         raise InputError(
             scenario.source,
@@ -47,6 +60,22 @@ def check_validatable(scenario: Scenario) -> None:
             f"{scenario.destination.throttle_order!r} is not supported by sim validate: the "
             "overhead correction and the core's conformance check assume fifo",
         )
+
+
+def check_bus_validatable(scenario: Scenario) -> None:
+    """A bus: every destination `fifo` (as for one destination) and a core config that does what
+    the scenario says (`config_for_scenario`: settings the core takes once must agree)."""
+    from sim.live.config.loading import config_for_scenario
+
+    for i, destination in enumerate(scenario.bus.destinations):
+        if destination.throttle_order != "fifo":
+            raise InputError(
+                scenario.source,
+                f"destinations.{i}.throttle_order",
+                f"{destination.throttle_order!r} is not supported by sim validate: the "
+                "overhead correction and the core's conformance check assume fifo",
+            )
+    config_for_scenario(scenario, "http://127.0.0.1:1/")
 
 
 def check_model_overrides(overrides: Mapping[str, Any], arrivals: ArrivalsMode) -> None:
@@ -75,8 +104,12 @@ def check_model_overrides(overrides: Mapping[str, Any], arrivals: ArrivalsMode) 
 
 
 def live_arrivals(live: LiveRun) -> np.ndarray:
-    """Arrival times the core recorded before the horizon, sorted (what the model can see)."""
-    times = np.sort(live.arrival_times)
+    """Arrival times the core recorded before the horizon, sorted (what the model can see).
+
+    For a bus, the events put on the bus (one per event, whatever it matched): when the load
+    generator submitted them (`LiveRun.submitted_at`).
+    """
+    times = np.sort(live.submitted_at if live.scenario.is_bus else live.arrival_times)
     return times[times < live.horizon]
 
 
@@ -93,6 +126,8 @@ def observe_live(
     their corrected dispatch times.
     """
     overhead = overhead if overhead is not None else measure(live)
+    if live.scenario.is_bus:
+        return overhead, *live_bus_observations(live, overhead)
     destination = live.scenario.destination
     ideal = corrected_records(
         live.records, overhead, destination.invocation_rate_limit_per_second, destination.burst
@@ -102,6 +137,16 @@ def observe_live(
     raw = observe(scenario, replication, arrivals, [live.records], received_at)
     corrected = observe(scenario, replication, arrivals, [ideal])
     return overhead, raw, corrected
+
+
+def live_conformance(live: LiveRun) -> Conformance:
+    """Did the live core keep to its schedule (`overhead.conformance`; a bus: every bucket)?"""
+    if live.scenario.is_bus:
+        return bus_conformance(live)
+    destination = live.scenario.destination
+    return conformance(
+        live.records, destination.invocation_rate_limit_per_second, destination.burst
+    )
 
 
 def validate(
@@ -139,6 +184,8 @@ def validate(
         raise ValueError(f"replications must be at least {MIN_REPLICATIONS} (got {replications})")
     overrides = dict(model_overrides or {})
     check_validatable(scenario)
+    if scenario.is_bus and (power or record is not None):  # single-form ladder and recordings
+        raise InputError(None, "power" if power else "record", "not supported for a bus yet")
     check_model_overrides(overrides, arrivals)
     model_scenario = with_overrides(scenario, overrides)
     say = progress or (lambda message: None)
@@ -151,10 +198,7 @@ def validate(
     overhead, raw, corrected = observe_live(live, replay.overhead if replay else None)
     if record is not None:
         save_live(record, live, overhead)  # at once: a later failure must not lose the live run
-    destination = live.scenario.destination
-    conforms = conformance(
-        live.records, destination.invocation_rate_limit_per_second, destination.burst
-    )
+    conforms = live_conformance(live)
     parts = 1 + (len(ladder(model_scenario, power_settings)[0]) if power else 0)
     say(f"model: {replications} replications" + (f", then {parts - 1} deviations" if power else ""))
     started = time.perf_counter()
@@ -163,7 +207,10 @@ def validate(
         if replayed_arrivals is not None:
             model_scenario = replaying(model_scenario, replayed_arrivals, Path(folder))
         tick = None if model_progress is None else (lambda f: model_progress(f / parts))
-        model = run_model(model_scenario, replications, workers=workers, progress=tick)
+        one = observe_bus_replication if model_scenario.is_bus else observe_replication
+        model = run_model(
+            model_scenario, replications, workers=workers, progress=tick, observe_one=one
+        )
     model_wall_s = time.perf_counter() - started
     calibration = calibrate(model, alpha)
     result = Validation(

@@ -14,6 +14,7 @@ import yaml
 
 from sim.records import to_frame
 from sim.report.outputs import json_safe, number, save_figure, write_folder
+from sim.validation.bus_observe import live_matches
 from sim.validation.compare import KS_ITEM, ItemResult
 from sim.validation.observe import SCALARS, SERIES
 from sim.validation.plots import PLOTS, plot_power
@@ -30,7 +31,8 @@ def _num(value: float, delay: bool = False) -> str:
 
 
 def _row(item: ItemResult, raw: ItemResult, note: str = "") -> str:
-    delay = item.name.startswith("delivery_delay_s.p")
+    parts = item.name.rsplit(".", 2)  # a bus part's delays too: destinations.NAME.delivery_...
+    delay = parts[-2:-1] == ["delivery_delay_s"] and parts[-1].startswith("p")
     low, high = item.interval
     interval = (
         f"≤ {_num(high)}" if low == -math.inf else f"{_num(low, delay)} … {_num(high, delay)}"
@@ -68,7 +70,49 @@ def verdict_table(v: Validation) -> str:
                 f"| {worst.name} |", f"| {name}: worst of {len(bins)} bins, {worst.name} |"
             )
         )
+    lines.extend(_part_rows(v))
     return "\n".join(lines)
+
+
+def _part_rows(v: Validation) -> list[str]:
+    """A bus: the rows of each destination's, each rule's and the account's metrics
+    (`bus_observe`), then the worst bin of each destination's series."""
+    c, raw = v.comparison, v.comparison_raw
+    parts = [i for i in c.items if i.name.startswith(("destinations.", "rules.", "account."))]
+    rows = [_row(item, raw.item(item.name)) for item in parts if "[" not in item.name]
+    first_series = f".{next(iter(SERIES))}["  # destinations.NAME.backlog[5s]: NAME has a series
+    destinations = dict.fromkeys(
+        i.name[: i.name.index(first_series)]
+        for i in parts
+        if i.name.startswith("destinations.") and first_series in i.name
+    )
+    for destination in destinations:
+        for name in SERIES:
+            bins = c.series(f"{destination}.{name}")
+            worst = max(bins, key=lambda i: abs(i.z))
+            failed = sum(not i.inside for i in bins)
+            note = f", {failed} bins outside" if failed else ""
+            label = f"| {destination}.{name}: worst of {len(bins)} bins, "
+            row = _row(worst, raw.item(worst.name), note)
+            rows.append(row.replace(f"| {worst.name} |", f"{label}{worst.name} |"))
+    return rows
+
+
+def _arrivals(v: Validation) -> int:
+    """Arrivals the model replays: the bus's events (not its deliveries), or the events."""
+    if v.scenario.is_bus:
+        return int(np.count_nonzero(v.live.submitted_at < v.scenario.horizon))
+    return int(v.live_corrected.arrivals.sum())
+
+
+def _timeouts(v: Validation) -> str:
+    """The client timeout line(s) of the assumptions."""
+    if not v.scenario.is_bus:
+        return f"* client timeout (`destination.timeout`): {v.scenario.destination.timeout:g} s"
+    return "\n".join(
+        f"* client timeout (`destinations.{d.name}.timeout`): {d.timeout:g} s"
+        for d in v.scenario.bus.destinations
+    )
 
 
 def _overhead_table(figures: dict[str, Any]) -> str:
@@ -95,7 +139,7 @@ METHOD = """\
   requests ({bins} bins of {bin}), and the KS distance of the delivery-delay distribution — is
   standardized against the model replications: z = (x − median) / scale, with separate scales
   below and above the median (semi-deviations: the standard deviation for a symmetric
-  distribution; floors 1 event, 1 ms, 0.001 of KS distance).
+  distribution; floors 1 event, 1 ms, 0.001 of a fraction or KS distance).
 * The family statistic T = max |z| is calibrated on the model itself: each replication is held
   out in turn and scored against the others (its KS distance against the pool of the others).
   The live run FAILs if its T exceeds c = {c:.2f}, the ⌈95 % · (N + 1)⌉-th smallest held-out T,
@@ -127,6 +171,44 @@ ARRIVALS = {
     "model's own code and random stream (checked exactly by the test suite).",
     "model": "each draws its own arrivals from the scenario (unconditional comparison).",
 }
+
+
+BUS_METHOD = """\
+* **The bus** ({destinations} destinations, {rules} rules, account quota {quota}, order
+  `{order}`). Live: one local endpoint per destination, the core configured from the scenario
+  (one API destination per destination, one rule per rule, the quota as
+  `sim.account_invocation_limit_per_second`: docs/live-core.md); the load generator draws which
+  rules each event matches (independently, with each rule's `match_fraction`, on a stream of
+  its own) and lists them in the event, where each rule's real event pattern selects them
+  (`live_matches.csv`). The model replays the bus's events and draws its own matches (B2).
+* Items: the unprefixed ones are **the whole bus**, every delivery of every rule — hence the
+  account's view: `requests[...]` is what the account quota let through per bin. Then every
+  scalar and series **per destination** (`destinations.NAME.*`: its shared bucket, its
+  endpoint), every scalar **per rule** (`rules.NAME.*`: its matches, retry policy and DLQ)
+  and **the account's** `account.throttled_fraction` (attempts that waited for
+  an account token after their destination let them go; live, on the ideal core below) and
+  `account.peak_rps`, all computed by the shared results code for a bus
+  (`sim.results.bus.BusAccumulator`). All {k} items are one family, calibrated together.
+* The ideal core of the re-timing and of the conformance check is the bus's: each
+  destination's bucket *and* the account's, arbitrated by `sim.policy`'s rule of
+  `account.order` (docs/bus.md B5), the one the core and the model use. Conformance is checked
+  per destination (bucket and order) and for the account's bucket over all dispatches.
+"""
+
+
+def _bus_method(v: Validation, items: int) -> list[str]:
+    if not v.scenario.is_bus:
+        return []
+    bus = v.scenario.bus
+    limit = bus.account.invocation_limit_per_second
+    text = BUS_METHOD.format(
+        destinations=len(bus.destinations),
+        rules=len(bus.rules),
+        quota="none" if limit is None else f"{limit:g}/s (burst {bus.account.burst:g})",
+        order=bus.account.order,
+        k=items,
+    )
+    return [text]
 
 
 def report_markdown(v: Validation) -> str:
@@ -195,7 +277,7 @@ def report_markdown(v: Validation) -> str:
             model_what="scenario with the overrides above"
             if v.model_overrides
             else "same scenario",
-            arrivals=ARRIVALS[v.arrivals].format(n_arrivals=int(v.live_corrected.arrivals.sum())),
+            arrivals=ARRIVALS[v.arrivals].format(n_arrivals=_arrivals(v)),
             bins=v.live_corrected.bin_end_s.size,
             bin=f"{scenario.sample_every:g} s",
             c=c.critical,
@@ -211,10 +293,11 @@ def report_markdown(v: Validation) -> str:
                 else "; ".join(v.conformance.problems())
             ),
         ),
+        *_bus_method(v, len(c.items)),
         "## Assumptions used",
         "",
         *(f"* `{k}`: {val}" for k, val in scenario.assumptions().items()),
-        f"* client timeout (`destination.timeout`): {scenario.destination.timeout:g} s",
+        _timeouts(v),
         "",
         "## Live core overhead",
         "",
@@ -233,8 +316,14 @@ def report_markdown(v: Validation) -> str:
         "`endpoint_requests.csv` (the endpoint's log), `live_arrivals.csv` (arrival times the "
         "core recorded), `scenario.yaml` (resolved)"
         + (
-            ", `power.csv` (every deviation: setting, deviation, T, limit, verdict)."
+            ", `power.csv` (every deviation: setting, deviation, T, limit, verdict)"
             if v.power
+            else ""
+        )
+        + (
+            "; for a bus, `live_matches.csv` (each event's arrival and the rules it matched) "
+            "and a `rule` column in `live_attempts.csv`."
+            if v.scenario.is_bus
             else "."
         ),
         "",
@@ -362,7 +451,11 @@ def write_report(v: Validation, out_dir: Path) -> Path:
         (folder / "scenario.yaml").write_text(
             yaml.safe_dump(v.scenario.resolved(), sort_keys=False)
         )
-        to_frame(v.live.records).to_csv(folder / "live_attempts.csv", index=False)
+        attempts = to_frame(v.live.records)
+        if v.live.matches is not None:  # a bus: which rule each delivery was for
+            attempts["rule"] = [v.live.rule_of_delivery[int(e)] for e in attempts["event_id"]]
+            live_matches(v.live).to_csv(folder / "live_matches.csv", index=False)
+        attempts.to_csv(folder / "live_attempts.csv", index=False)
         arrivals = np.sort(v.live.arrival_times)
         (folder / "live_arrivals.csv").write_text(
             "arrival_s\n" + "".join(f"{float(t)!r}\n" for t in arrivals)

@@ -31,6 +31,7 @@ from tests.support import ROOT
 from tests.support.processes import core_config_data, write_yaml
 
 runner = CliRunner()
+BUS = ROOT / "scenarios" / "validation" / "bus.yaml"
 
 PATH_AND_ADDRESS_OPTIONS = (
     "--db", "--records", "--out", "--metrics", "--log", "--access-log", "--plot", "--events",
@@ -256,6 +257,11 @@ CASES: dict[str, list[Case]] = {
         c("out-unwritable", "--out", lambda e: ["validate", str(e.scenario), "--out", str(e.unwritable / "o")]),
         c("out-two-scenarios", "--out", lambda e: ["validate", str(e.scenario), str(e.scenario), "--out", str(e.root / "work" / "o")]),
         c("set", "--set", lambda e: ["validate", str(e.scenario), "--set", "seed=-4"]),
+        c("bus-core-cannot-run", "destinations.1.timeout", lambda e: ["validate", str(BUS), "--set", "destinations.crm.timeout=2s"]),
+        c("bus-model-set-unknown-name", "destinations.nowhere", lambda e: ["validate", str(BUS), "--model-set", "destinations.nowhere.timeout=3s"]),
+        c("bus-power", "--power", lambda e: ["validate", str(BUS), "--power"]),
+        c("bus-record-live", "--record-live", lambda e: ["validate", str(BUS), "--record-live", str(e.root / "work" / "x.npz")]),
+        c("bus-model-set-bad-quota", "account.invocation_limit_per_second", lambda e: ["validate", str(BUS), "--model-set", "account.invocation_limit_per_second=-3"]),
         c("record-live-folder", "--record-live", lambda e: ["validate", str(e.scenario), "--record-live", str(e.root)]),
         c("record-live-under-file", "--record-live", lambda e: ["validate", str(e.scenario), "--record-live", str(e.a_file / "x.npz")]),
         c("record-live-two", "--record-live", lambda e: ["validate", str(e.scenario), str(e.scenario), "--record-live", str(e.root / "work" / "x.npz")]),

@@ -5,8 +5,9 @@ shapes plus a small `sim:` section (models in `sim.live.config.resources`), or i
 template with those resources (`sim.live.config.cloudformation`). Any string may contain
 `${env:NAME}`; such values and every credential are secrets: they are never printed, and
 error messages are scrubbed of them. Every problem is one `InputError` naming the file and
-key path. `config_for_scenario` builds the config that matches a scenario's destination and
-retry policy, for validation against a local endpoint.
+key path. `config_for_scenario` builds the config that does what a scenario describes (its
+destinations, rules, retry policies, DLQs and account quota), for validation against local
+endpoints.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from sim.errors import InputError
 from sim.live.config.cloudformation import TemplateLoader, from_template, is_template
+from sim.live.config.from_scenario import CATCH_ALL_PATTERN, EndpointUrls, config_data
 from sim.live.config.resources import (
     SECRET_KEYS,
     ApiDestination,
@@ -47,6 +49,7 @@ __all__ = [
     "SimSettings",
     "Target",
     "TargetHttpParameters",
+    "CATCH_ALL_PATTERN",
     "build_config",
     "config_for_scenario",
     "load_config",
@@ -246,58 +249,18 @@ def _unique(items: list[Any], section: str, source: str) -> None:
 
 # --- a config matching a scenario, for validation ---------------------------------------------
 
-CATCH_ALL_PATTERN = {"source": [{"prefix": ""}]}
-"""An event pattern every event (with a string `source`) matches."""
 
+def config_for_scenario(scenario: Scenario, endpoint_url: EndpointUrls) -> CoreConfig:
+    """A core config doing what the scenario describes, aimed at local endpoints.
 
-def config_for_scenario(scenario: Scenario, endpoint_url: str) -> CoreConfig:
-    """A core config with the scenario's destination, retry policy and DLQ, aimed at `endpoint_url`.
-
-    One API_KEY connection (a fixed, non-secret test key), one API destination named after the
-    scenario's destination, and one rule on the default bus matching every event. Private and
-    loopback endpoints are allowed, since the endpoint is local.
+    Single form: one API destination (the scenario's) at `endpoint_url` and one rule on the
+    default bus matching every event, with the scenario's retry policy and DLQ. Bus form: one
+    API destination per bus destination — at `endpoint_url[name]`, or at `endpoint_url/NAME`
+    when one URL is given — one rule per bus rule (events list the rules they match in
+    `detail.sim-rules`), the account quota in `sim:` (`sim.live.config.from_scenario`). One
+    API_KEY connection (a fixed, non-secret test key); private and loopback endpoints are
+    allowed, since the endpoints are local. A bus whose destinations or rules differ in a
+    setting the core takes once (`sim.timeout`, ...) is an InputError naming the key.
     """
-    destination = scenario.destination
-    retry = scenario.retry_policy
-    target: dict[str, Any] = {
-        "Id": "target",
-        "Arn": destination.name,
-        "RetryPolicy": {
-            "MaximumEventAgeInSeconds": retry.maximum_event_age,
-            "MaximumRetryAttempts": retry.maximum_retry_attempts,
-        },
-    }
-    if scenario.dead_letter_queue:
-        queue = f"arn:aws:sqs:us-east-1:123456789012:{scenario.name}-dlq"
-        target["DeadLetterConfig"] = {"Arn": queue}
-    data = {
-        "Connections": [
-            {
-                "Name": "validation",
-                "AuthorizationType": "API_KEY",
-                "AuthParameters": {
-                    "ApiKeyAuthParameters": {"ApiKeyName": "x-sim-key", "ApiKeyValue": "validation"}
-                },
-            }
-        ],
-        "ApiDestinations": [
-            {
-                "Name": destination.name,
-                "ConnectionArn": "validation",
-                "InvocationEndpoint": endpoint_url,
-                "HttpMethod": "POST",
-                "InvocationRateLimitPerSecond": destination.invocation_rate_limit_per_second,
-            }
-        ],
-        "Rules": [{"Name": "all-events", "EventPattern": CATCH_ALL_PATTERN, "Targets": [target]}],
-        "sim": {
-            "burst_capacity": destination.burst,
-            "timeout": destination.timeout,
-            "backoff": retry.backoff.model_dump(),
-            "retry_statuses": list(retry.retry_statuses),
-            "throttle_order": destination.throttle_order,
-            "allow_private_endpoints": True,
-            "seed": scenario.seed,
-        },
-    }
+    data = config_data(scenario, endpoint_url)
     return build_config(data, source=f"scenario {scenario.name}", environ={})

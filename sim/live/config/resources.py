@@ -39,6 +39,7 @@ from sim.scenario.model import (
     MAX_RETRY_ATTEMPTS,
     MIN_EVENT_AGE_S,
     NAME_PATTERN,
+    Account,
     Backoff,
     Destination,
     PositiveDuration,
@@ -337,6 +338,10 @@ class SimSettings(Aws):
 
     `ingest_credentials` are the access keys PutEvents requests must be signed with (SigV4);
     without any, the endpoint checks no signature and may listen on loopback only.
+    `account_invocation_limit_per_second` is the account's invocation quota (one token bucket
+    every attempt of every target takes; over it attempts wait, never fail), with
+    `account_burst_capacity` and `account_order` as in a bus scenario's `account` block
+    (docs/bus.md B4, B5); null (the default) = no quota.
     """
 
     burst_capacity: Annotated[float, Field(ge=1)] | None = None
@@ -351,6 +356,18 @@ class SimSettings(Aws):
     account: Annotated[str, Field(pattern=r"^\d{12}$")] = "123456789012"
     seed: Annotated[int, Field(ge=0)] | None = None
     ingest_credentials: list[IngestCredential] = Field(default_factory=list)
+    account_invocation_limit_per_second: Annotated[float, Field(gt=0)] | None = None
+    account_burst_capacity: Annotated[float, Field(ge=1)] | None = None
+    account_order: Literal["after_destination", "before_destination"] = "after_destination"
+
+    @property
+    def account_quota(self) -> Account:
+        """The account quota as a scenario's `account` block (its `burst` fills the default)."""
+        return Account(
+            invocation_limit_per_second=self.account_invocation_limit_per_second,
+            burst_capacity=self.account_burst_capacity,
+            order=self.account_order,
+        )
 
     @field_validator("ingest_credentials")
     @classmethod
@@ -363,8 +380,7 @@ class SimSettings(Aws):
     def ingest_secrets(self) -> dict[str, str]:
         """Access key id -> secret access key of every PutEvents credential."""
         return {
-            c.access_key_id: c.secret_access_key.get_secret_value()
-            for c in self.ingest_credentials
+            c.access_key_id: c.secret_access_key.get_secret_value() for c in self.ingest_credentials
         }
 
     @field_validator("retry_statuses")

@@ -3,9 +3,10 @@
 `DeliveryCore` accepts events (persisting them before it returns), matches them against the
 rules of their event bus, and delivers one copy per matching target. Each API destination
 has one `Lane`: a token bucket shared by every rule targeting it, serving ready deliveries
-oldest-ready first. Every decision — classification, backoff, Retry-After, limits, DLQ or
-drop — is made by `sim.policy`, the module the SimPy model uses; this file only wires it to
-real time and real HTTP. Every attempt becomes a row in the shared attempt-record schema,
+oldest-ready first; with `sim.account_invocation_limit_per_second`, every attempt of every
+lane also takes a token of the account's quota (`account.AccountGate`). Every decision —
+classification, backoff, Retry-After, limits, DLQ or drop — is made by `sim.policy`, the
+module the SimPy model uses; this file only wires it to real time and real HTTP. Every attempt becomes a row in the shared attempt-record schema,
 sent to an optional sink (e.g. `sim.results.accumulator.Accumulator`).
 
 Times in records are seconds since `start()` (a monotonic clock); the store keeps epoch
@@ -38,6 +39,7 @@ import numpy as np
 
 from sim import policy
 from sim.live.config.resources import CoreConfig, Rule, redact
+from sim.live.delivery.account import AccountGate, take_tokens
 from sim.live.delivery.auth import Deauthorized
 from sim.live.delivery.connections import Connections
 from sim.live.delivery.endings import Endings
@@ -86,13 +88,13 @@ class DeliveryCore:
         self._rng = generator(int(seed) % 2**63, replication, "backoff")  # type: ignore[arg-type]
         self._table = policy.outcome_table(config.sim.retry_statuses)
         self._lanes: dict[str, Lane] = {}
+        self._account: AccountGate | None = None  # the account's invocation quota, if any
         self.connections = Connections(config, self.transport.send, self.redact)
         self._routes: dict[tuple[str, str, str], Route] = {}  # (bus, rule, target id)
         self._rules: dict[str, list[Rule]] = {}
         self._writer: StoreWriter | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dispatchers: list[asyncio.Task[None]] = []
-        self._timers: set[asyncio.TimerHandle] = set()
         self._live = 0  # deliveries accepted and not yet ended
         self._submitting = 0
         self._idle = asyncio.Event()
@@ -143,6 +145,8 @@ class DeliveryCore:
             asyncio.create_task(self._dispatch(lane), name=f"lane-{name}")
             for name, lane in self._lanes.items()
         ]
+        if self._account is not None:
+            self._account.start()
         self._update_idle()
         if pending:
             log.info("resumed %d pending deliveries", len(pending) - self.orphans)
@@ -155,13 +159,14 @@ class DeliveryCore:
         for task in self._dispatchers:
             task.cancel()
         await asyncio.gather(*self._dispatchers, return_exceptions=True)
+        if self._account is not None:
+            await self._account.stop()
         if self._tasks and grace_s > 0:
             await asyncio.wait(list(self._tasks), timeout=grace_s)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for timer in self._timers:
-            timer.cancel()
+        self._endings.cancel_timers()
         self.recorder.flush()
         await self.transport.close()
         await self.loop_lag.stop()
@@ -221,7 +226,7 @@ class DeliveryCore:
                     delivery_id, event, accepted_epoch, route, arrival_at, ready_at=arrival_at
                 )
                 self._live += 1
-                route.lane.push(delivery)
+                self._enqueue(delivery)
                 arrivals.append(arrival_at)
         self.recorder.arrivals(arrivals)
         try:
@@ -244,14 +249,20 @@ class DeliveryCore:
 
     def _build_routes(self) -> None:
         config = self.config
-        for destination in config.ApiDestinations:
+        quota = config.sim.account_quota
+        if quota.invocation_limit_per_second is not None:
+            bucket = policy.TokenBucket(quota.invocation_limit_per_second, quota.burst)
+            self._account = AccountGate(
+                bucket, quota.order, self.now, Lane.push_to_lane, self._age_out_later
+            )
+        for rank, destination in enumerate(config.ApiDestinations):
             connection = config.connection_of(destination)
             bucket = policy.TokenBucket(
                 destination.InvocationRateLimitPerSecond, config.burst(destination)
             )
             auth = self.connections[connection.Name]  # shared by every lane it authorizes
             self._lanes[destination.Name] = Lane(
-                destination, connection, auth, bucket, config.sim.throttle_order
+                destination, connection, auth, bucket, config.sim.throttle_order, rank
             )
         for rule in config.Rules:
             self._rules.setdefault(rule.EventBusName, []).append(rule)
@@ -289,7 +300,15 @@ class DeliveryCore:
             last_message=row.last_message or "",
         )
         self._live += 1
-        route.lane.push(delivery)
+        self._enqueue(delivery)
+
+    def _enqueue(self, delivery: Delivery) -> None:
+        """A delivery (new, resumed or to retry) waits for its ready time: in the account's line
+        first with a `before_destination` quota, else in its destination's lane."""
+        if self._account is not None and self._account.before_destination:
+            self._account.push(delivery)
+        else:
+            delivery.route.lane.push(delivery)
 
     # --- dispatching ----------------------------------------------------------------------
 
@@ -313,7 +332,6 @@ class DeliveryCore:
                 self._endings.not_sent(delivery, "INTERNAL_ERROR", type(err).__name__, self.now())
 
     async def _serve(self, lane: Lane, delivery: Delivery) -> None:
-        route = delivery.route
         try:
             request = self._request(delivery)
         except InvalidParameter as err:
@@ -326,9 +344,9 @@ class DeliveryCore:
         # A delivery the core reaches late (commit latency, a busy loop) takes its token now:
         # tokens it "missed" must not let the next requests through faster than the limit.
         ready_at = max(delivery.ready_at, self.now())
-        dispatch_at = lane.take_token(ready_at, delivery.arrival_at, route.retry_policy)
+        dispatch_at = await take_tokens(self._account, lane, delivery, ready_at)
         if dispatch_at is None:
-            self._schedule_age_out(delivery)
+            self._age_out_later(delivery)
             return
         delay = dispatch_at - self.now()
         if delay > 0:
@@ -430,7 +448,7 @@ class DeliveryCore:
                     message,
                 )
             )
-            route.lane.push(delivery)
+            self._enqueue(delivery)
             return
         error_code = policy.error_code(response.status)
         final, reason = int(decision.final), int(decision.reason)
@@ -438,18 +456,9 @@ class DeliveryCore:
 
     # --- ending deliveries ----------------------------------------------------------------
 
-    def _schedule_age_out(self, delivery: Delivery) -> None:
+    def _age_out_later(self, delivery: Delivery) -> None:
         """The event reaches its maximum age before its token: it ends at that moment (S6)."""
-        deadline = policy.age_deadline(delivery.arrival_at, delivery.route.retry_policy)
-        handle: asyncio.TimerHandle | None = None
-
-        def expire() -> None:
-            if handle is not None:
-                self._timers.discard(handle)
-            self._endings.age_out(delivery, deadline)
-
-        handle = asyncio.get_running_loop().call_later(max(0.0, deadline - self.now()), expire)
-        self._timers.add(handle)
+        self._endings.age_out_later(delivery, self.now())
 
     def redact(self, text: str) -> str:
         """`text` without any secret: the config's and every connection's current credentials."""

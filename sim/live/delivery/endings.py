@@ -9,6 +9,7 @@ Their last record row has outcome `expired` and no dispatch time, like the model
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable
@@ -59,6 +60,7 @@ class Endings:
         self.epoch = epoch
         self.redact = redact
         self.on_end = on_end
+        self._timers: set[asyncio.TimerHandle] = set()
 
     def finish(
         self, delivery: Delivery, final: int, reason: int, error_code: str, message: str, at: float
@@ -99,6 +101,25 @@ class Endings:
             code = AGED_OUT_WAITING
             message = "the event reached its maximum age waiting for the invocation rate limit"
         self.finish(delivery, final, policy.MAXIMUM_EVENT_AGE, code, message, deadline)
+
+    def age_out_later(self, delivery: Delivery, now: float) -> None:
+        """End a delivery at its deadline (S6), on a timer of the running loop (`now`: core time)."""
+        deadline = policy.age_deadline(delivery.arrival_at, delivery.route.retry_policy)
+        handle: asyncio.TimerHandle | None = None
+
+        def expire() -> None:
+            if handle is not None:
+                self._timers.discard(handle)
+            self.age_out(delivery, deadline)
+
+        handle = asyncio.get_running_loop().call_later(max(0.0, deadline - now), expire)
+        self._timers.add(handle)
+
+    def cancel_timers(self) -> None:
+        """Cancel the age-outs still to come (the core is stopping; they stay pending)."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
 
     def not_sent(self, delivery: Delivery, code: str, message: str, at: float) -> None:
         """End a delivery that could not be sent: failed without retry, no request made."""

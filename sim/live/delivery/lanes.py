@@ -63,6 +63,8 @@ class Lane:
     auth: ConnectionAuth
     bucket: TokenBucket
     order: str = "fifo"
+    rank: int = 0  # the destination's place in the config (ties at the account quota, B5)
+    head_since: float = -math.inf  # its last account grant: when its current head became head
     _waiting: list[tuple[float, int, Delivery]] = field(default_factory=list)
     _ready: list[tuple[float, int, Delivery]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
@@ -75,6 +77,11 @@ class Lane:
         """Add a delivery that becomes ready at `delivery.ready_at`."""
         heapq.heappush(self._waiting, (delivery.ready_at, next(self._seq), delivery))
         self.changed.set()
+
+    @staticmethod
+    def push_to_lane(delivery: Delivery) -> None:
+        """Add a delivery to its own route's lane."""
+        delivery.route.lane.push(delivery)
 
     def pop(self, now: float) -> Delivery | None:
         """The next delivery to serve among those ready at `now`, or None."""
