@@ -443,32 +443,44 @@ def arbitrate(
             heap.append((_eligible(lane[index[d]], head_since[d], full_at[d] - slack[d]), d))
     heapq.heapify(heap)
     out = Arbitration([], [], [], [], [], [])
+    # the loop runs once per grant: everything it touches is bound to a local name
+    put_lane, put_position = out.lane.append, out.position.append
+    put_eligible, put_grant = out.eligible_at.append, out.grant_at.append
+    put_lane_full, put_account = out.lane_full_at.append, out.account_full_at.append
+    sizes = [len(lane) for lane in ready_at]
+    replace, pop, nan = heapq.heapreplace, heapq.heappop, math.nan
     account = account_full_at
     while heap:
         eligible, d = heap[0]
         i = index[d]
         token = account - account_slack
         grant = eligible if eligible >= token else token
+        lane_full = full_at[d]
         if grant >= deadline[d][i]:
-            grant = math.nan
+            grant = nan
+            head = head_since[d]
         else:
-            if spacing[d]:
-                full_at[d] = (full_at[d] if full_at[d] > grant else grant) + spacing[d]
-            head_since[d] = grant
+            step = spacing[d]
+            if step:
+                lane_full = (lane_full if lane_full > grant else grant) + step
+                full_at[d] = lane_full
+            head_since[d] = head = grant
             account = (account if account > grant else grant) + account_spacing
-        out.lane.append(d)
-        out.position.append(i)
-        out.eligible_at.append(eligible)
-        out.grant_at.append(grant)
-        out.lane_full_at.append(full_at[d])
-        out.account_full_at.append(account)
+        put_lane(d)
+        put_position(i)
+        put_eligible(eligible)
+        put_grant(grant)
+        put_lane_full(lane_full)
+        put_account(account)
         i += 1
         index[d] = i
-        if i < len(ready_at[d]):
-            nxt = _eligible(ready_at[d][i], head_since[d], full_at[d] - slack[d])
-            heapq.heapreplace(heap, (nxt, d))
+        if i < sizes[d]:  # the next head: `_eligible`, inlined
+            at = ready_at[d][i]
+            at = at if at > head else head
+            token = lane_full - slack[d]
+            replace(heap, (at if at > token else token, d))
         else:
-            heapq.heappop(heap)
+            pop(heap)
     return out
 
 
