@@ -416,6 +416,7 @@ def arbitrate(
     account_full_at: float,
     account_rate: float,
     account_capacity: float,
+    frontier: list[float] | None = None,
 ) -> Arbitration:
     """B5 `after_destination`: the account's tokens granted to destination line heads, one by one.
 
@@ -428,6 +429,12 @@ def arbitrate(
     grant takes a token from both buckets. A head whose grant would come at or after its
     deadline ages out (takes no token) and the next head of its line takes its place.
     The lists in `full_at` and `head_since` are updated in place.
+
+    With `frontier`, each line is a block of a longer one whose next delivery is ready at or
+    after `frontier[d]`: once line d runs out, the walk stops before the first head that
+    delivery could precede, i.e. whose (eligibility, destination) is not below (the earliest
+    eligibility that delivery could have, d). What it returns is then a prefix of the walk
+    without `frontier`.
     """
     spacing = [0.0 if r is None else 1.0 / r for r in rate_per_second]
     slack = [
@@ -437,10 +444,12 @@ def arbitrate(
     account_spacing = 1.0 / account_rate
     account_slack = (account_capacity - 1.0) / account_rate
     index = list(start)
-    heap: list[tuple[float, int]] = []
+    heap: list[tuple[float, int]] = []  # each line's head, or its frontier once it ran out
     for d, lane in enumerate(ready_at):
         if index[d] < len(lane):
             heap.append((_eligible(lane[index[d]], head_since[d], full_at[d] - slack[d]), d))
+        elif frontier is not None:
+            heap.append((_eligible(frontier[d], head_since[d], full_at[d] - slack[d]), d))
     heapq.heapify(heap)
     out = Arbitration([], [], [], [], [], [])
     # the loop runs once per grant: everything it touches is bound to a local name
@@ -453,6 +462,8 @@ def arbitrate(
     while heap:
         eligible, d = heap[0]
         i = index[d]
+        if i >= sizes[d]:  # a line's frontier: what follows could change
+            break
         token = account - account_slack
         grant = eligible if eligible >= token else token
         lane_full = full_at[d]
@@ -476,6 +487,11 @@ def arbitrate(
         index[d] = i
         if i < sizes[d]:  # the next head: `_eligible`, inlined
             at = ready_at[d][i]
+            at = at if at > head else head
+            token = lane_full - slack[d]
+            replace(heap, (at if at > token else token, d))
+        elif frontier is not None:
+            at = frontier[d]
             at = at if at > head else head
             token = lane_full - slack[d]
             replace(heap, (at if at > token else token, d))

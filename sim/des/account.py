@@ -19,6 +19,7 @@ that it ages out waiting) and in which order the account saw them — the *seque
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,7 @@ class Line:
     capacity: float
     full_at: float
     head_since: float
+    frontier: float = math.inf  # the line's next delivery beyond the block is ready no earlier
 
 
 @dataclass
@@ -160,6 +162,10 @@ def after_destination(
             float(account_after[stop - 1]) if stop else account_full_at,
             rate,
             capacity,
+            [
+                float(line.ready_at[n]) if n < line.ready_at.size else line.frontier
+                for line, n in zip(lines, counts, strict=True)
+            ],  # walk no further than a line's frontier could let the schedule stand
         )
         lane = np.concatenate((lane[:stop], np.asarray(walked.lane, dtype=np.int64)))
         index = np.concatenate((index[:stop], np.asarray(walked.position, dtype=np.int64)))

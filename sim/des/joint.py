@@ -108,8 +108,9 @@ class Joint:
                 lane.capacity,
                 lane.full_at,
                 lane.head_since,
+                bound,
             )
-            for it, lane in zip(items, self.lanes, strict=True)
+            for it, lane, bound in zip(items, self.lanes, bounds, strict=True)
         ]
         schedule = after_destination if self.after else before_destination
         plan = schedule(lines, self.full_at, self.rate, self.capacity)
@@ -196,6 +197,8 @@ class Joint:
                     cuts.append(want[key])
             position = proposal.schedule.lines[d].position
             for key, i in zip(identity(items[merged]).tolist(), merged.tolist(), strict=True):
+                if i >= position.size:  # left unscheduled: it would come after the prefix
+                    continue
                 if want_at.get(key) != have[key]:  # stale: no longer born, or born at another time
                     cuts.append(int(position[i]))
         return min(cuts)
