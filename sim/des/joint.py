@@ -26,7 +26,7 @@ import numpy as np
 from sim.des.account import Line, Schedule, after_destination, before_destination
 from sim.des.items import Items, empty, merge, sort_by_ready
 from sim.des.lane import Lane, children_of
-from sim.des.selection import MAX_ROUNDS, identity
+from sim.des.selection import MAX_ROUNDS, carried_over_items, identity
 from sim.scenario.model import Account
 
 
@@ -78,11 +78,13 @@ class Joint:
             for p, lane in zip(peeks, lanes, strict=True)
         ]
         inside = [empty() for _ in lanes]
+        previous: tuple[Proposal, list[LaneDecided]] | None = None
         for round_ in range(MAX_ROUNDS + 1):
             proposal = self._propose(peeks, inside, bounds)
             if proposal.length == 0:
                 return np.inf if proposal.finished else None
-            decided = [self._decide(proposal, d) for d in range(len(lanes))]
+            decided = [self._decide(proposal, d, previous) for d in range(len(lanes))]
+            previous = proposal, decided
             wanted = [dec.children[dec.cut < proposal.length] for dec in decided]
             merged = [it[~fq] for it, fq in zip(proposal.items, proposal.from_queue, strict=True)]
             if all(_as_map(m) == _as_map(w) for m, w in zip(merged, wanted, strict=True)):
@@ -142,7 +144,12 @@ class Joint:
 
     # --- deciding -------------------------------------------------------------------------
 
-    def _decide(self, proposal: Proposal, d: int) -> LaneDecided:
+    def _decide(
+        self, proposal: Proposal, d: int, previous: tuple[Proposal, list[LaneDecided]] | None
+    ) -> LaneDecided:
+        """Lane d's attempts within the prefix; those the `previous` round of the block decided
+        for the same delivery at the same dispatch time are reused (their draws are keyed to
+        the attempt, their decision depends on nothing else)."""
         lane, items = self.lanes[d], proposal.items[d]
         line = proposal.schedule.lines[d]
         live = np.flatnonzero(
@@ -153,8 +160,19 @@ class Joint:
         if not live.size:
             none = np.zeros(0, dtype=np.int64)
             return LaneDecided(live, {}, empty(), none, none)
-        sent = items[live]
-        rows = lane.attempt(sent, line.dispatch_at[live])
+        sent, dispatch_at = items[live], line.dispatch_at[live]
+        match = None
+        if previous is not None and lane.server is None and previous[1][d].live.size:
+            match = _reusable(proposal, d, live, dispatch_at, *previous)
+        if match is None or not (match >= 0).any():
+            rows = lane.attempt(sent, dispatch_at)
+        else:
+            fresh = match < 0
+            new = lane.attempt(sent[fresh], dispatch_at[fresh])
+            rows = {}
+            for name, column in new.items():  # one gather, then the few fresh rows
+                rows[name] = previous[1][d].rows[name][match]
+                rows[name][fresh] = column
         rows["account_wait_s"] = line.account_wait_s[live]
         children, parents = children_of(sent, rows)
         parents = live[parents]
@@ -245,6 +263,41 @@ class Joint:
                 last = max(last, float(deadline[expired].max()))
         self.full_at = float(schedule.account_after[k - 1])
         return min(last, self.horizon)
+
+
+def _reusable(
+    proposal: Proposal,
+    d: int,
+    live: np.ndarray,
+    dispatch_at: np.ndarray,
+    previous: Proposal,
+    decided: list[LaneDecided],
+) -> np.ndarray:
+    """For each attempt lane d sends in `proposal`, the row of the previous round's decision of
+    the same delivery (same identity, arrival and previous backoff) at the same dispatch time,
+    or -1 where it must be decided anew."""
+    before_items, dec = previous.items[d], decided[d]
+    to_row = np.full(before_items.size, -1, dtype=np.int64)
+    to_row[dec.live] = np.arange(dec.live.size)
+    items = proposal.items[d]
+    before = carried_over_items(items, proposal.from_queue[d], before_items, previous.from_queue[d])
+    before = before[live]
+    match = np.where(before >= 0, to_row[np.maximum(before, 0)], -1)
+    seen = np.flatnonzero(match >= 0)
+    now, then = items[live[seen]], before_items[before[seen]]
+    same = (
+        (dec.rows["dispatch_at"][match[seen]] == dispatch_at[seen])
+        & (now.event_id == then.event_id)
+        & (now.retries_done == then.retries_done)
+        & (now.arrival_at == then.arrival_at)
+        & _same_floats(now.previous_backoff_s, then.previous_backoff_s)
+    )
+    match[seen[~same]] = -1
+    return match
+
+
+def _same_floats(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a == b) | (np.isnan(a) & np.isnan(b))
 
 
 def _first_from(schedule: Schedule, key: float, lane: int, after: int) -> int:
