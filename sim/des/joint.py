@@ -36,6 +36,7 @@ class Proposal:
 
     items: list[Items]
     from_queue: list[np.ndarray]
+    lines: list[Line]
     schedule: Schedule
     length: int  # the sequence's prefix that nothing unknown could change
     finished: bool  # the prefix is empty because the next delivery leaves after the horizon
@@ -80,7 +81,8 @@ class Joint:
         inside = [empty() for _ in lanes]
         previous: tuple[Proposal, list[LaneDecided]] | None = None
         for round_ in range(MAX_ROUNDS + 1):
-            proposal = self._propose(peeks, inside, bounds)
+            earlier = None if previous is None else previous[0]
+            proposal = self._propose(peeks, inside, bounds, earlier)
             if proposal.length == 0:
                 return np.inf if proposal.finished else None
             decided = [self._decide(proposal, d, previous) for d in range(len(lanes))]
@@ -96,7 +98,13 @@ class Joint:
 
     # --- scheduling -----------------------------------------------------------------------
 
-    def _propose(self, peeks: list[Items], inside: list[Items], bounds: list[float]) -> Proposal:
+    def _propose(
+        self,
+        peeks: list[Items],
+        inside: list[Items],
+        bounds: list[float],
+        earlier: Proposal | None = None,
+    ) -> Proposal:
         items, from_queue = [], []
         for peeked, extra in zip(peeks, inside, strict=True):
             merged, mask = merge(peeked, sort_by_ready(extra))
@@ -114,8 +122,11 @@ class Joint:
             )
             for it, lane, bound in zip(items, self.lanes, bounds, strict=True)
         ]
-        schedule = after_destination if self.after else before_destination
-        plan = schedule(lines, self.full_at, self.rate, self.capacity)
+        if self.after:
+            reuse = None if earlier is None else (earlier.lines, earlier.schedule)
+            plan = after_destination(lines, self.full_at, self.rate, self.capacity, reuse)
+        else:
+            plan = before_destination(lines, self.full_at, self.rate, self.capacity)
         length = plan.resolved
         beyond = np.flatnonzero(plan.reached[:length] >= self.horizon)
         horizon_cut = int(beyond[0]) if beyond.size else length
@@ -133,7 +144,7 @@ class Joint:
                 last = -1
                 lowest = self._lowest_key(lane, bound, lane.head_since, lane.full_at)
             length = min(length, _first_from(plan, lowest, d, last))
-        return Proposal(items, from_queue, plan, length, horizon_cut == 0)
+        return Proposal(items, from_queue, lines, plan, length, horizon_cut == 0)
 
     def _lowest_key(self, lane: Lane, ready_at: float, head_since: float, full_at: float) -> float:
         """The smallest key a delivery ready at or after `ready_at` could have in this lane."""
@@ -164,14 +175,15 @@ class Joint:
         match = None
         if previous is not None and lane.server is None and previous[1][d].live.size:
             match = _reusable(proposal, d, live, dispatch_at, *previous)
-        if match is None or not (match >= 0).any():
+        if match is None or previous is None or not (match >= 0).any():
             rows = lane.attempt(sent, dispatch_at)
         else:
             fresh = match < 0
             new = lane.attempt(sent[fresh], dispatch_at[fresh])
             rows = {}
+            before = previous[1][d].rows
             for name, column in new.items():  # one gather, then the few fresh rows
-                rows[name] = previous[1][d].rows[name][match]
+                rows[name] = before[name][match]
                 rows[name][fresh] = column
         rows["account_wait_s"] = line.account_wait_s[live]
         children, parents = children_of(sent, rows)
