@@ -430,10 +430,9 @@ def arbitrate(
     deadline ages out (takes no token) and the next head of its line takes its place.
     The lists in `full_at` and `head_since` are updated in place.
 
-    With `frontier`, each line is a block of a longer one whose next delivery is ready at or
-    after `frontier[d]`: once line d runs out, the walk stops before the first head that
-    delivery could precede, i.e. whose (eligibility, destination) is not below (the earliest
-    eligibility that delivery could have, d). What it returns is then a prefix of the walk
+    With `frontier`, line d is a block of a longer one whose next delivery is ready at or after
+    `frontier[d]`: once it runs out, the walk stops at the first head whose (eligibility, d) is
+    not below (the earliest eligibility that delivery could have, d): a prefix of the walk
     without `frontier`.
     """
     spacing = [0.0 if r is None else 1.0 / r for r in rate_per_second]
@@ -443,22 +442,19 @@ def arbitrate(
     ]
     account_spacing = 1.0 / account_rate
     account_slack = (account_capacity - 1.0) / account_rate
-    index = list(start)
+    index, account = list(start), account_full_at
     heap: list[tuple[float, int]] = []  # each line's head, or its frontier once it ran out
     for d, lane in enumerate(ready_at):
-        if index[d] < len(lane):
-            heap.append((_eligible(lane[index[d]], head_since[d], full_at[d] - slack[d]), d))
-        elif frontier is not None:
-            heap.append((_eligible(frontier[d], head_since[d], full_at[d] - slack[d]), d))
+        first = lane[index[d]] if index[d] < len(lane) else frontier[d] if frontier else None
+        if first is not None:
+            heap.append((_eligible(first, head_since[d], full_at[d] - slack[d]), d))
     heapq.heapify(heap)
-    out = Arbitration([], [], [], [], [], [])
-    # the loop runs once per grant: everything it touches is bound to a local name
+    out = Arbitration([], [], [], [], [], [])  # the loop below uses local names only
     put_lane, put_position = out.lane.append, out.position.append
     put_eligible, put_grant = out.eligible_at.append, out.grant_at.append
     put_lane_full, put_account = out.lane_full_at.append, out.account_full_at.append
     sizes = [len(lane) for lane in ready_at]
     replace, pop, nan = heapq.heapreplace, heapq.heappop, math.nan
-    account = account_full_at
     while heap:
         eligible, d = heap[0]
         i = index[d]
@@ -485,18 +481,16 @@ def arbitrate(
         put_account(account)
         i += 1
         index[d] = i
-        if i < sizes[d]:  # the next head: `_eligible`, inlined
+        if i < sizes[d]:
             at = ready_at[d][i]
-            at = at if at > head else head
-            token = lane_full - slack[d]
-            replace(heap, (at if at > token else token, d))
-        elif frontier is not None:
+        elif frontier is not None:  # the line ran out: its frontier takes its place
             at = frontier[d]
-            at = at if at > head else head
-            token = lane_full - slack[d]
-            replace(heap, (at if at > token else token, d))
         else:
             pop(heap)
+            continue
+        at = at if at > head else head  # the next head's eligibility: `_eligible`, inlined
+        token = lane_full - slack[d]
+        replace(heap, (at if at > token else token, d))
     return out
 
 
