@@ -462,6 +462,7 @@ def arbitrate(
     account_full_at: float,
     account_rate: float,
     account_capacity: float,
+    frontier: list[float] | None = None,
 ) -> Arbitration:
     """B5 `after_destination`: the account's tokens granted to destination line heads, one by one.
 
@@ -474,6 +475,11 @@ def arbitrate(
     grant takes a token from both buckets. A head whose grant would come at or after its
     deadline ages out (takes no token) and the next head of its line takes its place.
     The lists in `full_at` and `head_since` are updated in place.
+
+    With `frontier`, line d is a block of a longer one whose next delivery is ready at or after
+    `frontier[d]`: once it runs out, the walk stops at the first head whose (eligibility, d) is
+    not below (the earliest eligibility that delivery could have, d): a prefix of the walk
+    without `frontier`.
     """
     spacing = [0.0 if r is None else 1.0 / r for r in rate_per_second]
     slack = [
@@ -482,38 +488,55 @@ def arbitrate(
     ]
     account_spacing = 1.0 / account_rate
     account_slack = (account_capacity - 1.0) / account_rate
-    index = list(start)
-    heap: list[tuple[float, int]] = []
+    index, account = list(start), account_full_at
+    heap: list[tuple[float, int]] = []  # each line's head, or its frontier once it ran out
     for d, lane in enumerate(ready_at):
-        if index[d] < len(lane):
-            eligible = head_eligible_at(lane[index[d]], head_since[d], full_at[d] - slack[d])
+        first = lane[index[d]] if index[d] < len(lane) else frontier[d] if frontier else None
+        if first is not None:
+            eligible = head_eligible_at(first, head_since[d], full_at[d] - slack[d])
             heap.append(grant_key(eligible, d))
     heapq.heapify(heap)
-    out = Arbitration([], [], [], [], [], [])
-    account = account_full_at
+    out = Arbitration([], [], [], [], [], [])  # the loop below uses local names only
+    put_lane, put_position = out.lane.append, out.position.append
+    put_eligible, put_grant = out.eligible_at.append, out.grant_at.append
+    put_lane_full, put_account = out.lane_full_at.append, out.account_full_at.append
+    sizes = [len(lane) for lane in ready_at]
+    replace, pop, nan = heapq.heapreplace, heapq.heappop, math.nan
     while heap:
         eligible, d = heap[0]
         i = index[d]
+        if i >= sizes[d]:  # a line's frontier: what follows could change
+            break
         token = account - account_slack
         grant = eligible if eligible >= token else token
+        lane_full = full_at[d]
         if grant >= deadline[d][i]:
-            grant = math.nan
+            grant = nan
+            head = head_since[d]
         else:
-            if spacing[d]:
-                full_at[d] = (full_at[d] if full_at[d] > grant else grant) + spacing[d]
-            head_since[d] = grant
+            step = spacing[d]
+            if step:
+                lane_full = (lane_full if lane_full > grant else grant) + step
+                full_at[d] = lane_full
+            head_since[d] = head = grant
             account = (account if account > grant else grant) + account_spacing
-        out.lane.append(d)
-        out.position.append(i)
-        out.eligible_at.append(eligible)
-        out.grant_at.append(grant)
-        out.lane_full_at.append(full_at[d])
-        out.account_full_at.append(account)
+        put_lane(d)
+        put_position(i)
+        put_eligible(eligible)
+        put_grant(grant)
+        put_lane_full(lane_full)
+        put_account(account)
         i += 1
         index[d] = i
-        if i < len(ready_at[d]):
-            nxt = head_eligible_at(ready_at[d][i], head_since[d], full_at[d] - slack[d])
-            heapq.heapreplace(heap, grant_key(nxt, d))
+        if i < sizes[d]:
+            at = ready_at[d][i]
+        elif frontier is not None:  # the line ran out: its frontier takes its place
+            at = frontier[d]
         else:
-            heapq.heappop(heap)
+            pop(heap)
+            continue
+        # the next head's key: `grant_key(head_eligible_at(...), d)`, inlined (the hot loop)
+        at = at if at > head else head
+        token = lane_full - slack[d]
+        replace(heap, (at if at > token else token, d))
     return out

@@ -19,6 +19,7 @@ that it ages out waiting) and in which order the account saw them — the *seque
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,7 @@ class Line:
     capacity: float
     full_at: float
     head_since: float
+    frontier: float = math.inf  # the line's next delivery beyond the block is ready no earlier
 
 
 @dataclass
@@ -112,9 +114,17 @@ def _head_after(dispatch_at: np.ndarray, head_since: float) -> np.ndarray:
 
 
 def after_destination(
-    lines: list[Line], account_full_at: float, rate: float, capacity: float
+    lines: list[Line],
+    account_full_at: float,
+    rate: float,
+    capacity: float,
+    previous: tuple[list[Line], Schedule] | None = None,
 ) -> Schedule:
-    """B5 `after_destination` (see the module docstring)."""
+    """B5 `after_destination` (see the module docstring).
+
+    `previous`: the lines and schedule of an earlier round of the same block (same buckets,
+    same frontiers, retries merged differently): the part of its sequence that nothing changed
+    in the lines could alter is taken as it is, and the walk resumes after it."""
     times, fulls, expireds, counts = [], [], [], []
     for line in lines:
         ready = np.maximum(line.ready_at, line.head_since)  # eligible once it is the head
@@ -138,17 +148,27 @@ def after_destination(
     account_after[:] = _carry(filled, account_full_at)
     full_after = np.concatenate(fulls)[order]
     stop = size if not delayed.size else int(live[delayed[0]])
+    kept = 0 if stop == size or previous is None else _unchanged(lines, counts, *previous)
+    if kept > stop:  # an earlier round walked further with the same lines: resume after it
+        assert previous is not None
+        before = previous[1]
+        stop = kept
+        lane, key, account_after = before.lane[:stop], before.key[:stop], before.account_after
+        index, grant_at = np.empty(stop, dtype=np.int64), np.empty(stop)
+        full_after = np.empty(stop)
+        for plan in before.lines:
+            mine = plan.position[plan.position < stop]
+            index[mine] = np.arange(mine.size)
+            grant_at[mine] = plan.dispatch_at[: mine.size]
+            full_after[mine] = plan.full_after[: mine.size]
     if stop < size:  # from the first delivery the account delays: one grant at a time
         start = [int(np.count_nonzero(lane[:stop] == d)) for d in range(len(lines))]
-        line_full = [
-            line.full_at if s == 0 else float(fulls[d][s - 1])
-            for d, (line, s) in enumerate(zip(lines, start, strict=True))
-        ]
-        head = [
-            float(_head_after(times[d][:s] * np.where(expireds[d][:s], np.nan, 1.0),
-                              line.head_since)[-1]) if s else line.head_since
-            for d, (line, s) in enumerate(zip(lines, start, strict=True))
-        ]  # fmt: skip
+        line_full, head = [], []
+        for d, (line, s) in enumerate(zip(lines, start, strict=True)):
+            mine = np.flatnonzero(lane[:stop] == d)
+            line_full.append(float(full_after[mine[-1]]) if s else line.full_at)
+            head.append(float(_head_after(grant_at[mine], line.head_since)[-1]) if s
+                        else line.head_since)  # fmt: skip
         walked = policy.arbitrate(
             [line.ready_at[: counts[d]].tolist() for d, line in enumerate(lines)],
             [line.deadline[: counts[d]].tolist() for d, line in enumerate(lines)],
@@ -160,6 +180,10 @@ def after_destination(
             float(account_after[stop - 1]) if stop else account_full_at,
             rate,
             capacity,
+            [
+                float(line.ready_at[n]) if n < line.ready_at.size else line.frontier
+                for line, n in zip(lines, counts, strict=True)
+            ],  # walk no further than a line's frontier could let the schedule stand
         )
         lane = np.concatenate((lane[:stop], np.asarray(walked.lane, dtype=np.int64)))
         index = np.concatenate((index[:stop], np.asarray(walked.position, dtype=np.int64)))
@@ -186,6 +210,35 @@ def after_destination(
             )
         )
     return Schedule(lane, key, reached, account_after, plans, lane.size)
+
+
+def _unchanged(lines: list[Line], counts: list[int], before: list[Line], plan: Schedule) -> int:
+    """How much of an earlier round's sequence (`before`, `plan`) stands for `lines`: up to
+    the first place where a line's first changed delivery (or its end) could enter it."""
+    kept = plan.lane.size
+    for d, (line, old, mine) in enumerate(zip(lines, before, plan.lines, strict=True)):
+        n = min(counts[d], old.ready_at.size)
+        differ = np.flatnonzero(
+            (line.ready_at[:n] != old.ready_at[:n]) | (line.deadline[:n] != old.deadline[:n])
+        )
+        j = int(differ[0]) if differ.size else n  # the line's first changed (or last) place
+        if j < mine.position.size:  # the old delivery there is no longer the same
+            kept = min(kept, int(mine.position[j]))
+        if j > mine.position.size:
+            continue  # the change lies beyond what the earlier walk scheduled of this line
+        at = line.ready_at[j] if j < line.ready_at.size else line.frontier
+        head = float(mine.head_after[j - 1]) if j else line.head_since
+        full = float(mine.full_after[j - 1]) if j else line.full_at
+        slack = math.inf if line.rate is None else (line.capacity - 1.0) / line.rate
+        lowest = max(float(at), head, full - slack)
+        keys = plan.key
+        low = int(np.searchsorted(keys, lowest, side="left"))
+        high = int(np.searchsorted(keys, lowest, side="right"))
+        if high > low:
+            low += int(np.searchsorted(plan.lane[low:high], d, side="left"))
+        last = int(mine.position[j - 1]) if j else -1
+        kept = min(kept, max(low, last + 1))
+    return kept
 
 
 def before_destination(

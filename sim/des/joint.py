@@ -26,7 +26,7 @@ import numpy as np
 from sim.des.account import Line, Schedule, after_destination, before_destination
 from sim.des.items import Items, empty, merge, sort_by_ready
 from sim.des.lane import Lane, children_of
-from sim.des.selection import MAX_ROUNDS, identity
+from sim.des.selection import MAX_ROUNDS, carried_over_items, identity
 from sim.scenario.model import Account
 
 
@@ -36,6 +36,7 @@ class Proposal:
 
     items: list[Items]
     from_queue: list[np.ndarray]
+    lines: list[Line]
     schedule: Schedule
     length: int  # the sequence's prefix that nothing unknown could change
     finished: bool  # the prefix is empty because the next delivery leaves after the horizon
@@ -78,11 +79,14 @@ class Joint:
             for p, lane in zip(peeks, lanes, strict=True)
         ]
         inside = [empty() for _ in lanes]
+        previous: tuple[Proposal, list[LaneDecided]] | None = None
         for round_ in range(MAX_ROUNDS + 1):
-            proposal = self._propose(peeks, inside, bounds)
+            earlier = None if previous is None else previous[0]
+            proposal = self._propose(peeks, inside, bounds, earlier)
             if proposal.length == 0:
                 return np.inf if proposal.finished else None
-            decided = [self._decide(proposal, d) for d in range(len(lanes))]
+            decided = [self._decide(proposal, d, previous) for d in range(len(lanes))]
+            previous = proposal, decided
             wanted = [dec.children[dec.cut < proposal.length] for dec in decided]
             merged = [it[~fq] for it, fq in zip(proposal.items, proposal.from_queue, strict=True)]
             if all(_as_map(m) == _as_map(w) for m, w in zip(merged, wanted, strict=True)):
@@ -94,7 +98,13 @@ class Joint:
 
     # --- scheduling -----------------------------------------------------------------------
 
-    def _propose(self, peeks: list[Items], inside: list[Items], bounds: list[float]) -> Proposal:
+    def _propose(
+        self,
+        peeks: list[Items],
+        inside: list[Items],
+        bounds: list[float],
+        earlier: Proposal | None = None,
+    ) -> Proposal:
         items, from_queue = [], []
         for peeked, extra in zip(peeks, inside, strict=True):
             merged, mask = merge(peeked, sort_by_ready(extra))
@@ -108,11 +118,15 @@ class Joint:
                 lane.capacity,
                 lane.full_at,
                 lane.head_since,
+                bound,
             )
-            for it, lane in zip(items, self.lanes, strict=True)
+            for it, lane, bound in zip(items, self.lanes, bounds, strict=True)
         ]
-        schedule = after_destination if self.after else before_destination
-        plan = schedule(lines, self.full_at, self.rate, self.capacity)
+        if self.after:
+            reuse = None if earlier is None else (earlier.lines, earlier.schedule)
+            plan = after_destination(lines, self.full_at, self.rate, self.capacity, reuse)
+        else:
+            plan = before_destination(lines, self.full_at, self.rate, self.capacity)
         length = plan.resolved
         beyond = np.flatnonzero(plan.reached[:length] >= self.horizon)
         horizon_cut = int(beyond[0]) if beyond.size else length
@@ -130,7 +144,7 @@ class Joint:
                 last = -1
                 lowest = self._lowest_key(lane, bound, lane.head_since, lane.full_at)
             length = min(length, _first_from(plan, lowest, d, last))
-        return Proposal(items, from_queue, plan, length, horizon_cut == 0)
+        return Proposal(items, from_queue, lines, plan, length, horizon_cut == 0)
 
     def _lowest_key(self, lane: Lane, ready_at: float, head_since: float, full_at: float) -> float:
         """The smallest key a delivery ready at or after `ready_at` could have in this lane."""
@@ -141,7 +155,12 @@ class Joint:
 
     # --- deciding -------------------------------------------------------------------------
 
-    def _decide(self, proposal: Proposal, d: int) -> LaneDecided:
+    def _decide(
+        self, proposal: Proposal, d: int, previous: tuple[Proposal, list[LaneDecided]] | None
+    ) -> LaneDecided:
+        """Lane d's attempts within the prefix; those the `previous` round of the block decided
+        for the same delivery at the same dispatch time are reused (their draws are keyed to
+        the attempt, their decision depends on nothing else)."""
         lane, items = self.lanes[d], proposal.items[d]
         line = proposal.schedule.lines[d]
         live = np.flatnonzero(
@@ -152,8 +171,20 @@ class Joint:
         if not live.size:
             none = np.zeros(0, dtype=np.int64)
             return LaneDecided(live, {}, empty(), none, none)
-        sent = items[live]
-        rows = lane.attempt(sent, line.dispatch_at[live])
+        sent, dispatch_at = items[live], line.dispatch_at[live]
+        match = None
+        if previous is not None and lane.server is None and previous[1][d].live.size:
+            match = _reusable(proposal, d, live, dispatch_at, *previous)
+        if match is None or previous is None or not (match >= 0).any():
+            rows = lane.attempt(sent, dispatch_at)
+        else:
+            fresh = match < 0
+            new = lane.attempt(sent[fresh], dispatch_at[fresh])
+            rows = {}
+            before = previous[1][d].rows
+            for name, column in new.items():  # one gather, then the few fresh rows
+                rows[name] = before[name][match]
+                rows[name][fresh] = column
         rows["account_wait_s"] = line.account_wait_s[live]
         children, parents = children_of(sent, rows)
         parents = live[parents]
@@ -196,6 +227,8 @@ class Joint:
                     cuts.append(want[key])
             position = proposal.schedule.lines[d].position
             for key, i in zip(identity(items[merged]).tolist(), merged.tolist(), strict=True):
+                if i >= position.size:  # left unscheduled: it would come after the prefix
+                    continue
                 if want_at.get(key) != have[key]:  # stale: no longer born, or born at another time
                     cuts.append(int(position[i]))
         return min(cuts)
@@ -242,6 +275,41 @@ class Joint:
                 last = max(last, float(deadline[expired].max()))
         self.full_at = float(schedule.account_after[k - 1])
         return min(last, self.horizon)
+
+
+def _reusable(
+    proposal: Proposal,
+    d: int,
+    live: np.ndarray,
+    dispatch_at: np.ndarray,
+    previous: Proposal,
+    decided: list[LaneDecided],
+) -> np.ndarray:
+    """For each attempt lane d sends in `proposal`, the row of the previous round's decision of
+    the same delivery (same identity, arrival and previous backoff) at the same dispatch time,
+    or -1 where it must be decided anew."""
+    before_items, dec = previous.items[d], decided[d]
+    to_row = np.full(before_items.size, -1, dtype=np.int64)
+    to_row[dec.live] = np.arange(dec.live.size)
+    items = proposal.items[d]
+    before = carried_over_items(items, proposal.from_queue[d], before_items, previous.from_queue[d])
+    before = before[live]
+    match = np.where(before >= 0, to_row[np.maximum(before, 0)], -1)
+    seen = np.flatnonzero(match >= 0)
+    now, then = items[live[seen]], before_items[before[seen]]
+    same = (
+        (dec.rows["dispatch_at"][match[seen]] == dispatch_at[seen])
+        & (now.event_id == then.event_id)
+        & (now.retries_done == then.retries_done)
+        & (now.arrival_at == then.arrival_at)
+        & _same_floats(now.previous_backoff_s, then.previous_backoff_s)
+    )
+    match[seen[~same]] = -1
+    return match
+
+
+def _same_floats(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a == b) | (np.isnan(a) & np.isnan(b))
 
 
 def _first_from(schedule: Schedule, key: float, lane: int, after: int) -> int:

@@ -101,16 +101,23 @@ def carried_over(block: Block, previous: Block) -> np.ndarray:
     """For each position of a rescheduled FIFO block, the position the same delivery held in
     the `previous` proposal of it (-1: not in it). Both hold a prefix of the same queue items,
     in queue order, plus retries merged in by ready time; the retries are matched by identity."""
-    at = np.full(block.items.size, -1, dtype=np.int64)
-    now, before = np.flatnonzero(block.from_queue), np.flatnonzero(previous.from_queue)
+    return carried_over_items(block.items, block.from_queue, previous.items, previous.from_queue)
+
+
+def carried_over_items(
+    items: Items, from_queue: np.ndarray, previous: Items, previous_from_queue: np.ndarray
+) -> np.ndarray:
+    """`carried_over` of items (and which of them are queue items) rather than blocks."""
+    at = np.full(items.size, -1, dtype=np.int64)
+    now, before = np.flatnonzero(from_queue), np.flatnonzero(previous_from_queue)
     shared = min(now.size, before.size)
     at[now[:shared]] = before[:shared]
-    merged = np.flatnonzero(~block.from_queue)
-    earlier = np.flatnonzero(~previous.from_queue)
+    merged = np.flatnonzero(~from_queue)
+    earlier = np.flatnonzero(~previous_from_queue)
     if merged.size and earlier.size:
-        keys = identity(previous.items[earlier])
+        keys = identity(previous[earlier])
         order = np.argsort(keys)
-        wanted = identity(block.items[merged])
+        wanted = identity(items[merged])
         found = np.minimum(np.searchsorted(keys, wanted, sorter=order), keys.size - 1)
         same = keys[order[found]] == wanted
         at[merged[same]] = earlier[order[found[same]]]
