@@ -206,7 +206,9 @@ class SloSearch:
     def _judge(self, k: int) -> None:
         evaluation = self.evaluations[k]
         evaluation.summaries.sort(key=lambda s: s["replication"])
-        frame = scoped(pd.DataFrame(evaluation.summaries).set_index("replication"), self.target.prefix)
+        frame = scoped(
+            pd.DataFrame(evaluation.summaries).set_index("replication"), self.target.prefix
+        )
         evaluation.table = aggregate(frame)
         evaluation.checks = slo_verdict(evaluation.scenario, evaluation.table)
         most = self.most if not self.grid else evaluation.replications

@@ -68,7 +68,9 @@ class SizingResult:
     method: str = "search"  # "search" (bisection, sequential replications) or "grid"
     replications_run: int = 0  # replications simulated by the SLO search (not the probe)
     lattice_size: int = 0  # rates in the lattice: what the exhaustive grid evaluates
-    target: Target = field(default_factory=Target)  # the key sized (a bus: a destination's, the account's)
+    target: Target = field(
+        default_factory=Target
+    )  # the key sized (a bus: a destination's, the account's)
 
     @property
     def rates_evaluated(self) -> int:

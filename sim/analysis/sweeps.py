@@ -95,7 +95,6 @@ class SweepResult:
         return {name: first[name] for name in self.parameters}
 
 
-
 MAX_GRID_POINTS = 10_000
 """Most grid points a sweep runs: each is a full simulation (times the replications)."""
 

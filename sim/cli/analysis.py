@@ -174,9 +174,12 @@ def sweep(
     n_points = len(expand_grid(grid))
     out = out_folder(out or Path("reports") / f"{scenario.name}-sweep")
     shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
-    with naming_options(scenario_file, shortcuts, set_ or []), progress_bar(
-        f"sweeping {scenario.name} ({n_points} grid points)", console, n_points
-    ) as tick:
+    with (
+        naming_options(scenario_file, shortcuts, set_ or []),
+        progress_bar(
+            f"sweeping {scenario.name} ({n_points} grid points)", console, n_points
+        ) as tick,
+    ):
         result = run_sweep(
             scenario,
             grid,
@@ -293,9 +296,10 @@ def size(
             raise InputError(None, option, f"must be positive and finite (got {value:g})")
     out = out_folder(out or Path("reports") / f"{scenario.name}-size")
     shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
-    with naming_options(scenario_file, shortcuts, pairs={"slo": slo or []}), progress_bar(
-        f"sizing {scenario.name}", console
-    ) as tick:
+    with (
+        naming_options(scenario_file, shortcuts, pairs={"slo": slo or []}),
+        progress_bar(f"sizing {scenario.name}", console) as tick,
+    ):
         result = size_rate_limit(
             scenario,
             slo=_pairs(slo, "--slo"),
@@ -363,9 +367,10 @@ def sensitivity(
     scenario.require_single("sim sensitivity")
     out = out_folder(out or Path("reports") / f"{scenario.name}-sensitivity")
     shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
-    with naming_options(scenario_file, shortcuts), progress_bar(
-        f"sensitivity of {scenario.name}", console
-    ) as tick:
+    with (
+        naming_options(scenario_file, shortcuts),
+        progress_bar(f"sensitivity of {scenario.name}", console) as tick,
+    ):
         result = run_sensitivity(
             scenario,
             replications=replications,

@@ -274,7 +274,9 @@ class BaselineModel:
             return (yield from self._destination_token(d, line, env.now, 0.0))
         self.joined += 1
         d.order = self.joined
-        waiting = line.waiting if self.account.order == "after_destination" else self.account_waiting
+        waiting = (
+            line.waiting if self.account.order == "after_destination" else self.account_waiting
+        )
         waiting.append(d)
         self._signal()
         decision = yield d.decided

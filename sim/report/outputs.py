@@ -83,7 +83,9 @@ def check_out_dir(out_dir: Path) -> Path:
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise InputError(None, "out_dir", f"cannot create {out_dir.parent}: {err.strerror}") from None
+        raise InputError(
+            None, "out_dir", f"cannot create {out_dir.parent}: {err.strerror}"
+        ) from None
     return out_dir
 
 

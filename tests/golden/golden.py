@@ -14,8 +14,17 @@ from typing import Any
 
 HERE = Path(__file__).parent
 SCENARIOS = sorted(HERE.glob("*.yaml"))
-TIMESERIES = ("backlog", "retry_pool", "in_flight", "arrivals", "attempts", "successes",
-              "retries", "dlq", "dropped")
+TIMESERIES = (
+    "backlog",
+    "retry_pool",
+    "in_flight",
+    "arrivals",
+    "attempts",
+    "successes",
+    "retries",
+    "dlq",
+    "dropped",
+)
 
 
 def observe(path: Path) -> dict[str, Any]:

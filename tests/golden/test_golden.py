@@ -16,7 +16,9 @@ def test_golden_summary_is_reproduced_exactly(path):
         missing = sorted(set(want["summary"]) - set(seen["summary"]))
         assert not missing, f"metrics gone: {missing}"
         changed = {
-            k: (v, seen["summary"][k]) for k, v in want["summary"].items() if seen["summary"][k] != v
+            k: (v, seen["summary"][k])
+            for k, v in want["summary"].items()
+            if seen["summary"][k] != v
         }
         assert not changed, f"(golden, now): {changed}"
         assert seen["timeseries_totals"] == want["timeseries_totals"]

@@ -287,7 +287,11 @@ def test_decoding_is_bounded_and_the_read_limit_counts_wire_bytes() -> None:
 @pytest.mark.parametrize(
     ("kind", "block", "key"),
     [
-        ("API_KEY", {"ApiKeyName": "x-api-key", "ApiKeyValue": "V"}, "ApiKeyAuthParameters.ApiKeyValue"),
+        (
+            "API_KEY",
+            {"ApiKeyName": "x-api-key", "ApiKeyValue": "V"},
+            "ApiKeyAuthParameters.ApiKeyValue",
+        ),
         ("BASIC", {"Username": "u", "Password": "V"}, "BasicAuthParameters.Password"),
         ("BASIC", {"Username": "V", "Password": "p"}, "BasicAuthParameters.Username"),
         (

@@ -29,13 +29,20 @@ def small_bus(quota=60):
         "account": {"invocation_limit_per_second": quota},
         "destinations": [
             {"name": "shared", "invocation_rate_limit_per_second": 40, "endpoint": FLAKY},
-            {"name": "alone", "invocation_rate_limit_per_second": 50,
-             "endpoint": {"latency": {"kind": "constant", "value": 0.01}}},
+            {
+                "name": "alone",
+                "invocation_rate_limit_per_second": 50,
+                "endpoint": {"latency": {"kind": "constant", "value": 0.01}},
+            },
         ],  # fmt: skip
         "rules": [
             {"name": "r-dlq", "match_fraction": 0.6, "target": "shared", "dead_letter_queue": True},
-            {"name": "r-drop", "match_fraction": 0.5, "target": "shared",
-             "retry_policy": {"maximum_retry_attempts": 1}},
+            {
+                "name": "r-drop",
+                "match_fraction": 0.5,
+                "target": "shared",
+                "retry_policy": {"maximum_retry_attempts": 1},
+            },
             {"name": "r-alone", "match_fraction": 1, "target": "alone"},
         ],  # fmt: skip
         "sample_every": 10,
@@ -64,7 +71,9 @@ def test_every_level_adds_up_to_the_whole_bus():
     assert summary["rules.r-drop.InvocationsSentToDlq"] == 0
     assert summary["fan_out"] == pytest.approx(2.1, rel=0.05)
     assert summary["events_arrived"] == pytest.approx(2.1 * summary["bus_events_arrived"], rel=0.05)
-    assert 0 < summary["account.throttled_fraction"] < 1  # about 63 first attempts/s, 126/s in the burst, over 60/s
+    assert (
+        0 < summary["account.throttled_fraction"] < 1
+    )  # about 63 first attempts/s, 126/s in the burst, over 60/s
     assert summary["account.peak_rps"] == summary["endpoint_peak_rps"]
 
 
@@ -74,9 +83,10 @@ def test_no_quota_holds_nothing_and_a_binding_quota_holds_attempts():
     assert free["account.throttled_fraction"] == 0
     assert free["destinations.alone.account_throttled_fraction"] == 0
     assert tight["account.throttled_fraction"] > 0.3
-    assert tight["destinations.alone.delivery_delay_s.p99"] > free[
-        "destinations.alone.delivery_delay_s.p99"
-    ]
+    assert (
+        tight["destinations.alone.delivery_delay_s.p99"]
+        > free["destinations.alone.delivery_delay_s.p99"]
+    )
 
 
 def test_report_has_a_section_and_a_backlog_plot_per_destination(tmp_path):

@@ -257,7 +257,9 @@ class Store:
         re-authorized now because their `credentials` (name -> settings) changed since."""
         still: dict[str, tuple[str, float]] = {}
         renewed: list[str] = []
-        rows = self.db.execute("SELECT name, reason, credentials_hash, at FROM deauthorized_connections")
+        rows = self.db.execute(
+            "SELECT name, reason, credentials_hash, at FROM deauthorized_connections"
+        )
         for name, reason, stored, at in rows.fetchall():
             if name not in credentials:
                 continue
