@@ -181,16 +181,10 @@ def corrected_bus_records(
     wait as live. Arrivals stay as submitted; age-outs keep their deadline. The records gain
     `account_wait_s`, the ideal core's (`bus_schedule`).
     """
-    n = records["event_id"].size
     sent = ~np.isnan(records["dispatch_at"])
     response = records["complete_at"] - records["dispatch_at"] - np.nan_to_num(client_excess_s)
     wait = records["next_ready_at"] - records["complete_at"]
-    order = np.lexsort((records["attempt"], records["event_id"]))
-    following = np.full(n, -1)
-    same = records["event_id"][order[1:]] == records["event_id"][order[:-1]]
-    following[order[:-1][same]] = order[1:][same]
-    first = np.ones(n, dtype=bool)
-    first[following[following >= 0]] = False
+    following, first = attempt_chains(records)
     out = {name: column.copy() for name, column in records.items()}
     ready = np.where(first, records["ready_at"], np.nan)
 
@@ -205,3 +199,16 @@ def corrected_bus_records(
     out["ready_at"] = np.where(np.isnan(ready), out["ready_at"], ready)
     out["dispatch_at"] = np.where(sent, dispatch, out["dispatch_at"])
     return out
+
+
+def attempt_chains(records: Chunk) -> tuple[np.ndarray, np.ndarray]:
+    """Each attempt's next attempt of the same event (its row, -1: none), and a mask of the
+    attempts that are their event's first."""
+    n = records["event_id"].size
+    order = np.lexsort((records["attempt"], records["event_id"]))
+    following = np.full(n, -1)
+    same = records["event_id"][order[1:]] == records["event_id"][order[:-1]]
+    following[order[:-1][same]] = order[1:][same]
+    first = np.ones(n, dtype=bool)
+    first[following[following >= 0]] = False
+    return following, first

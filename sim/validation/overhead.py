@@ -26,7 +26,7 @@ import numpy as np
 from sim import policy
 from sim.endpoint.server import RequestRecord
 from sim.records import Chunk
-from sim.validation.bus_timing import Lines, ideal_bus_dispatch, lines_of
+from sim.validation.bus_timing import Lines, attempt_chains, ideal_bus_dispatch, lines_of
 from sim.validation.live import EVENT_HEADER, RULE_HEADER, LiveRun
 
 
@@ -162,17 +162,11 @@ def corrected_records(
     after the same wait (backoff or Retry-After) as live. Arrivals stay as submitted; age-outs
     keep their deadline (arrival + maximum age).
     """
-    n = records["event_id"].size
     sent = ~np.isnan(records["dispatch_at"])
     excess = np.nan_to_num(overhead.client_excess_s)
     response = records["complete_at"] - records["dispatch_at"] - excess
     wait = records["next_ready_at"] - records["complete_at"]
-    order = np.lexsort((records["attempt"], records["event_id"]))
-    following = np.full(n, -1)
-    same = records["event_id"][order[1:]] == records["event_id"][order[:-1]]
-    following[order[:-1][same]] = order[1:][same]
-    first = np.ones(n, dtype=bool)
-    first[following[following >= 0]] = False
+    following, first = attempt_chains(records)
     out = {name: column.copy() for name, column in records.items()}
     bucket = policy.TokenBucket(rate, burst)
     queue = [(float(records["ready_at"][i]), int(i)) for i in np.flatnonzero(first)]
