@@ -25,9 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim import policy
-
-MAX_EXPIRIES = 256
-"""Age-outs handled per line and block by the closed form (each reschedules what follows)."""
+from sim.des.selection import token_times
 
 
 @dataclass
@@ -68,34 +66,6 @@ class Schedule:
     account_after: np.ndarray  # the account bucket after each
     lines: list[LinePlan]
     resolved: int
-
-
-def token_times(
-    ready_at: np.ndarray, deadline: np.ndarray, full_at: float, rate: float | None, capacity: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """A bucket's token times for items served in order, each aging out (no token, the items
-    behind it rescheduled without it) where its token would come at or after its deadline.
-
-    Returns (token time, also for those that aged out; bucket after each; aged out; how many
-    were resolved — fewer than all after MAX_EXPIRIES age-outs)."""
-    size = ready_at.size
-    times, after = np.empty(size), np.empty(size)
-    expired = np.zeros(size, dtype=bool)
-    start, state = 0, full_at
-    for _ in range(MAX_EXPIRIES):
-        t, a = policy.gcra_schedule(state, rate, capacity, ready_at[start:])
-        late = np.asarray(policy.aged_out(t, deadline[start:]))
-        if not late.any():
-            times[start:], after[start:] = t, a
-            return times, after, expired, size
-        j = int(np.argmax(late))
-        times[start : start + j + 1], after[start : start + j] = t[: j + 1], a[:j]
-        state = a[j - 1] if j else state
-        expired[start + j], after[start + j] = True, state
-        start += j + 1
-        if start == size:
-            return times, after, expired, size
-    return times, after, expired, start
 
 
 def _sequence(keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -26,7 +26,9 @@ from sim.des.items import Items, empty, merge, sort_by_ready
 from sim.des.queues import FifoQueue
 from sim.des.rules import LaneRules
 
-MAX_EXPIRIES_PER_BLOCK = 256
+MAX_EXPIRIES = 256
+"""Age-outs handled per line and block by the closed form (each reschedules what follows)."""
+
 MAX_ROUNDS = 8
 """Reschedulings of a FIFO block with the retries born inside it before settling for a prefix."""
 
@@ -187,7 +189,10 @@ class FifoSelector(_Selector):
         # peeked is in ready order; at equal ready times, queued items go first
         items, from_queue = merge(peeked, sort_by_ready(inside))
         deadline = self.rules.deadline(items.arrival_at, items.event_id)
-        dispatch_at, full_after, expired, n = self._token_times(items, deadline, full_at)
+        dispatch_at, full_after, expired, n = token_times(
+            items.ready_at, deadline, full_at, self.rate, self.capacity
+        )
+        dispatch_at[expired] = np.nan  # an item that aged out took no token
         beyond = np.where(expired[:n], deadline[:n], dispatch_at[:n]) >= self.horizon
         if beyond.any():
             n = int(np.argmax(beyond))
@@ -196,31 +201,6 @@ class FifoSelector(_Selector):
         return Block(
             items[:n], dispatch_at[:n], full_after[:n], expired[:n], from_queue[:n], peeked
         )
-
-    def _token_times(
-        self, items: Items, deadline: np.ndarray, full_at: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """Token times in queue order; an item that ages out takes no token and the items behind
-        it are rescheduled without it."""
-        ready_at = items.ready_at
-        size = ready_at.size
-        dispatch_at, full_after = np.full(size, np.nan), np.empty(size)
-        expired = np.zeros(size, dtype=bool)
-        start, state = 0, full_at
-        for _ in range(MAX_EXPIRIES_PER_BLOCK):
-            times, after = policy.gcra_schedule(state, self.rate, self.capacity, ready_at[start:])
-            late = np.asarray(policy.aged_out(times, deadline[start:]))
-            if not late.any():
-                dispatch_at[start:], full_after[start:] = times, after
-                return dispatch_at, full_after, expired, size
-            j = int(np.argmax(late))
-            dispatch_at[start : start + j], full_after[start : start + j] = times[:j], after[:j]
-            state = after[j - 1] if j else state
-            expired[start + j], full_after[start + j] = True, state
-            start += j + 1
-            if start == size:
-                return dispatch_at, full_after, expired, size
-        return dispatch_at, full_after, expired, start
 
     def commit(self, k: int) -> None:
         """Take the first k queued items of the last block out of the queue."""
@@ -367,3 +347,31 @@ class LifoSelector(_Selector):
                 last = t
             full_after.append(state)
         return Walk(rows, dispatch_at, full_after, expired, walk_at, finished, top, pushed, p, last)
+
+
+def token_times(
+    ready_at: np.ndarray, deadline: np.ndarray, full_at: float, rate: float | None, capacity: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """A bucket's token times for items served in order, each aging out (no token, the items
+    behind it rescheduled without it) where its token would come at or after its deadline.
+
+    Returns (token time, also for those that aged out; bucket after each; aged out; how many
+    were resolved — fewer than all after MAX_EXPIRIES age-outs)."""
+    size = ready_at.size
+    times, after = np.empty(size), np.empty(size)
+    expired = np.zeros(size, dtype=bool)
+    start, state = 0, full_at
+    for _ in range(MAX_EXPIRIES):
+        t, a = policy.gcra_schedule(state, rate, capacity, ready_at[start:])
+        late = np.asarray(policy.aged_out(t, deadline[start:]))
+        if not late.any():
+            times[start:], after[start:] = t, a
+            return times, after, expired, size
+        j = int(np.argmax(late))
+        times[start : start + j + 1], after[start : start + j] = t[: j + 1], a[:j]
+        state = a[j - 1] if j else state
+        expired[start + j], after[start + j] = True, state
+        start += j + 1
+        if start == size:
+            return times, after, expired, size
+    return times, after, expired, start
