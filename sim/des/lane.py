@@ -161,15 +161,8 @@ class Lane:
             at = np.minimum(np.searchsorted(ready, born.ready_at, side="right"), ready.size - 1)
             free = dispatch[at] <= ready[at]  # the bucket let that item go at once (NaN: no)
             guess = np.where(free, born.ready_at, np.fmax(born.ready_at, dispatch[at]))
-            rows = self.attempt(born, guess)
-            waiting = (rows["final"] == policy.NO_FINAL) & (rows["next_ready_at"] < ready[-1])
-            born = Items(
-                rows["next_ready_at"][waiting],
-                born.arrival_at[waiting],
-                born.event_id[waiting],
-                (born.retries_done[waiting] + 1).astype(np.int16),
-                rows["backoff_s"][waiting],
-            )
+            born = children_of(born, self.attempt(born, guess))[0]
+            born = born[born.ready_at < ready[-1]]
             parts.append(born)
         return concat(parts)
 
