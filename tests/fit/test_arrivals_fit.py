@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.scenario.loading import build_scenario
+from tests.support.processes import one_error_line
 
 runner = CliRunner()
 
@@ -30,13 +31,6 @@ def result_of(label: str, seconds: list[int], values: list[float], id_: str) -> 
 def metrics_file(path: Path, *results: dict[str, Any]) -> Path:
     path.write_text(json.dumps({"MetricDataResults": list(results), "Messages": []}, indent=1))
     return path
-
-
-def one_error_line(result: Any) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 def test_missing_minutes_are_written_as_zero_and_the_entry_loads(tmp_path: Path):

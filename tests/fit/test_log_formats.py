@@ -19,6 +19,7 @@ from sim.fit.alb import AlbFormat
 from sim.fit.endpoint import fit_requests, peak_concurrency
 from sim.fit.nginx import TIMED_COMBINED, compile_format, format_string
 from sim.fit.requests import NO_RESPONSE, CsvFormat, read_requests
+from tests.support.processes import one_error_line
 
 runner = CliRunner()
 LINE = '10.1.2.3 - - [01/Jan/2026:00:00:{s:02d} +0000] "POST /hook HTTP/1.1" {code} 0 "-" "ua" {t}'
@@ -29,14 +30,6 @@ def nginx(path: Path, rows: list[tuple[int, float]]) -> Path:
         "".join(LINE.format(s=i % 60, code=c, t=f"{t:.3f}") + "\n" for i, (c, t) in enumerate(rows))
     )
     return path
-
-
-def one_error_line(result) -> str:  # type: ignore[no-untyped-def]
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def test_the_default_layout_is_combined_followed_by_request_time():

@@ -82,6 +82,43 @@ def run_sim(
     return process.returncode, out, err
 
 
+def no_live_runs(monkeypatch: Any, why: str) -> Any:
+    """A CliRunner for `sim validate` with any attempt at a new live run failing the test."""
+    from typer.testing import CliRunner
+
+    from sim.validation import pipeline
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(why)
+
+    monkeypatch.setattr(pipeline, "run_live", never)
+    return CliRunner()
+
+
+def reusing_live(monkeypatch: Any, live: Any) -> Any:
+    """A CliRunner for `sim validate` whose live run is `live` (a LiveRun made once per module)."""
+    from typer.testing import CliRunner
+
+    from sim.validation import pipeline
+
+    def reuse(scenario: Any, **_: Any) -> Any:
+        assert scenario == live.scenario
+        return live
+
+    monkeypatch.setattr(pipeline, "run_live", reuse)
+    return CliRunner()
+
+
+def one_error_line(result: Any) -> str:
+    """A CLI result (typer's CliRunner) that exited 2 with exactly one `error: ` line and no
+    traceback; returns that line."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
 def assert_one_error_line(stderr: str, source: str | None, key: str | None = None) -> str:
     """stderr is exactly `error: SOURCE: [KEY: ]problem` on one line, with no traceback."""
     lines = stderr.splitlines()

@@ -26,6 +26,7 @@ from sim.scenario.model import Scenario
 from sim.validation.backtest import Layout, observe_metrics, run_points
 from sim.validation.compare import Items, calibrate_items
 from sim.validation.observe import Collector
+from tests.support.processes import one_error_line
 
 runner = CliRunner()
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -167,13 +168,6 @@ def test_fit_tells_which_settings_the_data_pin_down(tmp_path: Path):
     summary = json.loads((tmp_path / "fit" / "backtest.json").read_text())
     assert len(summary["fit"]["points"]) == 4 and (tmp_path / "fit" / "fit.png").is_file()
     assert [p["passed"] for p in summary["fit"]["points"]] == [True, True, False, False]
-
-
-def one_error_line(result: Any) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 def test_bad_input_is_one_error_line(tmp_path: Path):

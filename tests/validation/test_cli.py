@@ -17,6 +17,7 @@ from sim.validation.report import verdict_table
 from sim.validation.result import Validation
 from tests.support import ROOT
 from tests.support.builders import synthetic
+from tests.support.processes import no_live_runs, one_error_line
 
 SCENARIOS = ROOT / "scenarios" / "validation"
 STEADY, MAX_AGE = SCENARIOS / "steady-errors.yaml", SCENARIOS / "max-age.yaml"
@@ -26,18 +27,7 @@ TOO_FAST = Conformance(0.005, 100, 40, 2.5, 0, 0.0, 0, 0.0)
 
 @pytest.fixture
 def no_live(monkeypatch):
-    def never(*args, **kwargs):
-        raise AssertionError("no live run on bad input")
-
-    monkeypatch.setattr(pipeline, "run_live", never)
-    return CliRunner()
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
+    return no_live_runs(monkeypatch, "no live run on bad input")
 
 
 def test_lifo_scenarios_are_refused_before_the_live_run(no_live):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.scenario.loading import build_scenario, load_scenario, with_overrides
@@ -15,6 +14,7 @@ from sim.validation import pipeline
 from sim.validation.ladder import SETTINGS, Deviation, ladder
 from sim.validation.power import COLUMNS, PowerRow, Resolution
 from sim.validation.recording import load_live
+from tests.support.processes import no_live_runs
 
 DATA = Path(__file__).resolve().parent / "data"
 TINY, STEADY = DATA / "tiny.npz", DATA / "steady-errors.npz"
@@ -137,11 +137,7 @@ def test_the_resolution_is_the_smallest_failing_step_on_each_side():
 
 @pytest.fixture
 def replay_only(monkeypatch):
-    def never(*args, **kwargs):
-        raise AssertionError("--power against a recording must not start a live run")
-
-    monkeypatch.setattr(pipeline, "run_live", never)
-    return CliRunner()
+    return no_live_runs(monkeypatch, "--power against a recording must not start a live run")
 
 
 @pytest.mark.slow

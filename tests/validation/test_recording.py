@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.errors import InputError
@@ -20,6 +19,7 @@ from sim.validation import pipeline
 from sim.validation.live import EVENT_HEADER, run_live
 from sim.validation.overhead import measure
 from sim.validation.recording import FORMAT, VERSION, load_live, save_live
+from tests.support.processes import no_live_runs, one_error_line
 
 DATA = Path(__file__).resolve().parent / "data"
 TINY, STEADY = DATA / "tiny.npz", DATA / "steady-errors.npz"
@@ -29,19 +29,7 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios" / "validation"
 @pytest.fixture
 def cli(monkeypatch):
     """The CLI, with any attempt at a new live run failing the test."""
-
-    def never(*args, **kwargs):
-        raise AssertionError("a replay must not start a live run")
-
-    monkeypatch.setattr(pipeline, "run_live", never)
-    return CliRunner()
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
+    return no_live_runs(monkeypatch, "a replay must not start a live run")
 
 
 def test_a_recording_holds_the_live_run_and_its_measurements():

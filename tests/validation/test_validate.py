@@ -16,6 +16,7 @@ from sim.validation import pipeline
 from sim.validation.live import LiveRun, run_live
 from sim.validation.pipeline import validate
 from tests.support import ROOT
+from tests.support.processes import reusing_live
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -30,12 +31,7 @@ def live() -> LiveRun:
 
 @pytest.fixture
 def cli(live, monkeypatch):
-    def reuse(scenario, **_):
-        assert scenario == live.scenario
-        return live
-
-    monkeypatch.setattr(pipeline, "run_live", reuse)
-    return CliRunner()
+    return reusing_live(monkeypatch, live)
 
 
 def test_the_live_run_is_complete_and_consistent(live):

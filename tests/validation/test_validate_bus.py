@@ -11,13 +11,13 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.scenario.loading import load_scenario
 from sim.validation import pipeline
 from sim.validation.live import LiveRun, run_live
 from tests.support import ROOT
+from tests.support.processes import reusing_live
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -32,12 +32,7 @@ def live() -> LiveRun:
 
 @pytest.fixture
 def cli(live, monkeypatch):
-    def reuse(scenario, **_):
-        assert scenario == live.scenario
-        return live
-
-    monkeypatch.setattr(pipeline, "run_live", reuse)
-    return CliRunner()
+    return reusing_live(monkeypatch, live)
 
 
 def test_the_live_bus_run_is_complete_and_the_core_kept_both_buckets(live):
