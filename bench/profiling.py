@@ -3,7 +3,7 @@
 * With `py-spy` on PATH (or `PY_SPY=/path/to/py-spy`), the worker is sampled at 100 Hz without
   slowing it; otherwise cProfile runs in the worker (≈3× slower, shares still indicative).
 * Block statistics: how many blocks the destination decided per simulated hour and how many
-  attempts each kept, read by wrapping `Model._commit` in the profiling process only.
+  attempts each kept, read by wrapping `Lane._commit` in the profiling process only.
 
 Run as a module (`python -m bench.profiling JOB_JSON`) it is the measured child process.
 """
@@ -29,20 +29,21 @@ from bench.report import Figure, Section, table
 
 REF_24H = "scenarios/bench/ref-24h.yaml"
 PHASES = [
-    (0, "destination: one block (Model.step)", "Model.step"),
+    (0, "destination: one block (Lane.step)", "Lane.step"),
     (1, "choose block + token times (FifoSelector.select)", "FifoSelector.select"),
     (2, "peek waiting items (FifoQueue.peek)", "FifoQueue.peek"),
-    (2, "GCRA token times (FifoSelector._token_times)", "FifoSelector._token_times"),
-    (1, "responses + decisions (Model._attempt)", "Model._attempt"),
+    (2, "GCRA token times (selection.token_times)", "selection.token_times"),
+    (1, "responses + decisions (Lane.attempt)", "Lane.attempt"),
     (2, "endpoint draws (EndpointModel.draw)", "EndpointModel.draw"),
     (2, "policy.decide", "decide"),
     (2, "policy.backoff_delay", "backoff_delay"),
-    (1, "keep prefix, retries, records (Model._commit)", "Model._commit"),
+    (1, "keep prefix, retries, records (Lane._commit)", "Lane._commit"),
     (2, "retry pool insert (RetryPool.add)", "RetryPool.add"),
-    (2, "records to the sink (Model._emit)", "Model._emit"),
-    (3, "Accumulator.attempts", "Accumulator.attempts"),
+    (2, "records buffered (Model._push)", "Model._push"),
     (1, "cut point (Block.first_overtaken)", "Block.first_overtaken"),
     (0, "arrivals (Model.source)", "Model.source"),
+    (0, "records to the sink (Model._flush)", "Model._flush"),
+    (1, "Accumulator.attempts", "Accumulator.attempts"),
     (0, "summary (Accumulator.finish)", "Accumulator.finish"),
 ]
 """(depth, label, function) rows of the phase table; shares are inclusive of deeper rows."""
@@ -80,7 +81,7 @@ def inclusive_from_cprofile(path: Path) -> tuple[Counter[str], int]:
 def _qualify(filename: str, func: str) -> str:
     owners = {
         ("selection.py", "select"): "FifoSelector.select",
-        ("selection.py", "_token_times"): "FifoSelector._token_times",
+        ("selection.py", "token_times"): "selection.token_times",
         ("selection.py", "first_overtaken"): "Block.first_overtaken",
         ("queues.py", "peek"): "FifoQueue.peek",
         ("queues.py", "add"): "RetryPool.add",
@@ -93,6 +94,8 @@ def _qualify(filename: str, func: str) -> str:
         return owners[(base, func)]
     if base == "engine.py":
         return f"Model.{func}"
+    if base == "lane.py":
+        return f"Lane.{func}"
     return func
 
 
@@ -211,22 +214,23 @@ def profile(use_py_spy: bool | None = None) -> Section:
 
 
 def _block_stats(job: dict[str, Any]) -> dict[str, Any]:
-    """Run the job's first replication with `Model._commit` wrapped to log block sizes."""
-    from sim.des import engine
+    """Run the job's first replication with `Lane._commit` wrapped to log block sizes."""
+    from sim.des import engine, lane
     from sim.results.accumulator import Accumulator
     from sim.scenario.loading import load_scenario
 
     log: list[tuple[float, int, int, float]] = []
-    commit = engine.Model._commit
+    commit = lane.Lane._commit
     last = [time.perf_counter()]
 
-    def logged(self: engine.Model, block: Any, *rest: Any) -> None:
+    def logged(self: lane.Lane, block: Any, *rest: Any) -> None:
         commit(self, block, *rest)  # (block, ..., k): the kept prefix length comes last
-        now = time.perf_counter()
-        log.append((self.env.now, int(block.items.size), int(rest[-1]), now - last[0]))
+        now, kept = time.perf_counter(), int(rest[-1])
+        at = float(block.items.ready_at[kept - 1])  # simulated time: the last kept item's ready
+        log.append((at, int(block.items.size), kept, now - last[0]))
         last[0] = now
 
-    engine.Model._commit = logged  # type: ignore[method-assign,assignment]
+    lane.Lane._commit = logged  # type: ignore[method-assign,assignment]
     scenario = load_scenario(job["scenario"], job.get("overrides", {}))
     engine.simulate_replication(scenario, 0, Accumulator(scenario, 0))
     groups: dict[str, list[tuple[float, int, int, float]]] = {}
