@@ -24,6 +24,7 @@ import simpy
 from sim.des.joint import Joint
 from sim.des.lane import FIRST_BLOCK, MAX_BLOCK, MIN_BLOCK, Lane
 from sim.des.matching import Matcher
+from sim.des.memory import tune_allocation
 from sim.des.rules import LaneRules
 from sim.errors import InputError
 from sim.records import BUS_COLUMNS, COLUMNS, Chunk, Sink
@@ -267,4 +268,5 @@ def simulate_replication(
     progress: Callable[[float], None] | None = None,
 ) -> None:
     """Run one replication of the scenario, sending arrivals and attempt records to `sink`."""
+    tune_allocation()
     Model(scenario, replication, sink, progress).run()
