@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -62,18 +64,26 @@ def run(
     with naming_options(scenario_file, shortcuts, set_ or []):
         scenario = load_scenario(scenario_file, overrides)
     out = out_folder(out or Path("reports") / scenario.name)  # before the run, not after
-    # the worker processes start and load the model while this one loads the report code
-    starting = Executor(workers).warm_up("sim.runner.replications", "scipy.special")
-    from sim.report.run import write_report
+    Executor(workers)  # a bad --workers is refused before anything starts
     from sim.runner.simulate import simulate
 
-    if starting is not None:
-        starting.join()
+    # the report code (matplotlib, pandas, SciPy's t quantiles) loads in the background while
+    # the replications run
+    loading = threading.Thread(target=_load, args=("sim.report.run", "scipy.special"))
+    loading.start()
     with progress_bar(f"simulating {scenario.name}", console) as tick:
         result = simulate(scenario, records=records, workers=workers, progress=tick)
+    loading.join()
+    from sim.report.run import write_report
+
     folder = write_report(result, out)
     _print_summary(result)
     console.print(f"report: [bold]{folder / 'report.md'}[/bold]")
+
+
+def _load(*modules: str) -> None:
+    for module in modules:
+        importlib.import_module(module)
 
 
 @app.command()

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from sim.fit.arrivals import ArrivalsFit
 from sim.fit.endpoint import EndpointFit, duration
+from sim.report.axes import log_axis
 from sim.report.outputs import save_figure
 
 
@@ -44,8 +45,9 @@ def plot_latency_fit(fit: EndpointFit, ax: plt.Axes | None = None) -> plt.Axes:
     for q in (0.5, 0.99):
         ax.axhline(q, color="0.6", linewidth=0.8, linestyle=":")
     ax.set_xscale("log")
+    log_axis(ax.xaxis, seconds=True)
     ax.set(
-        xlabel="latency (s)",
+        xlabel="latency",
         ylabel="fraction of requests within",
         title=f"Endpoint latency: data vs fit ({100 * fit.timeout_probability:.2f} % hung)",
     )

@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sim.analysis.sweeps import SweepResult, label
+from sim.report.axes import log_axis
 from sim.report.fit import plot_arrivals_fit, plot_latency_fit  # noqa: F401  (public here too)
 from sim.report.outputs import number
 from sim.results.run import RunResult
@@ -124,11 +125,12 @@ def plot_delay_cdf(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
         ax.legend()
     ax.set(
         xscale="log",
-        xlabel="delivery delay (s)",
+        xlabel="delivery delay",
         ylabel="fraction delivered within",
         title="Delivery delay CDF",
         ylim=(0, 1.01),
     )
+    log_axis(ax.xaxis, seconds=True)
     ax.grid(alpha=0.3, which="both")
     return ax
 
@@ -156,6 +158,7 @@ def plot_attempts_per_event(result: RunResult, ax: plt.Axes | None = None) -> pl
     last = int(used[-1]) + 1 if used.size else 2
     ax.bar(np.arange(last), counts[:last], color="C2")
     ax.set(yscale="log", xlabel="attempts per event", ylabel="events", title="Attempts per event")
+    log_axis(ax.yaxis)
     ax.grid(alpha=0.3, axis="y")
     return ax
 
@@ -311,6 +314,7 @@ def plot_sizing(result: SizingResult) -> Figure:
         means = table[f"{metric}.mean"]
         if metric == "delivery_delay_s.p99" and (means > 0).all():
             ax.set_yscale("log", nonpositive="clip")  # delays span decades; a CI below 0 is cut
+            log_axis(ax.yaxis, seconds=True)
             ax.set_ylim(bottom=float(means.min()) / 3)
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np  # noqa: E402
 
+from sim.report.axes import log_axis  # noqa: E402
 from sim.results.accumulator import DELAY_BINS  # noqa: E402
 from sim.validation.compare import KS_ITEM, Comparison  # noqa: E402
 from sim.validation.observe import SCALARS, SERIES  # noqa: E402
@@ -102,8 +103,9 @@ def plot_delay_cdf(v: Validation) -> plt.Figure:
     used = np.flatnonzero((c.delay_cdf_model > 0.0005) & (c.delay_cdf_model < 0.9995))
     if used.size:
         ax.set_xlim(x[max(used[0] - 2, 0)], x[min(used[-1] + 2, x.size - 1)])
-    ax.set(xscale="log", xlabel="delivery delay (s)", ylabel="fraction delivered within",
+    ax.set(xscale="log", xlabel="delivery delay", ylabel="fraction delivered within",
            title="Delivery delay CDF", ylim=(0, 1.01))  # fmt: skip
+    log_axis(ax.xaxis, seconds=True)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return fig

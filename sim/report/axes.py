@@ -1,0 +1,65 @@
+"""Ticks for the reports' log axes, labelled as people write the numbers: counts as 1k or 2.5M,
+durations on round values of their own units (1 s, 10 min, 6 h). Plain text, and major ticks
+only: matplotlib's default typesets every label as mathtext (10^3) and draws eight minor ticks
+a decade, which was most of the cost of drawing a log axis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from matplotlib.axis import Axis
+from matplotlib.ticker import FuncFormatter, Locator, LogLocator, NullLocator
+
+MOST_TICKS = 8
+# round durations in seconds: fine (1-2-5 and the clock's own steps), about a decade apart,
+# and the clock's units
+FINE = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300,
+        600, 1200, 1800, 3600, 7200, 21600, 43200, 86400, 172800, 604800)  # fmt: skip
+COARSE = (0.001, 0.01, 0.1, 1, 10, 60, 600, 3600, 21600, 86400, 604800)
+CLOCK = (0.001, 0.1, 1, 60, 3600, 86400, 604800)
+UNITS = ((86400, "d"), (3600, "h"), (60, "min"), (1, "s"), (0.001, "ms"))
+
+
+def compact(count: float, _position: object = None) -> str:
+    """1, 10, 100, 1k, 10k, 100k, 1M, ...: a count short enough for a tick label."""
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(count) >= size:
+            return f"{count / size:.3g}{unit}"
+    return f"{count:.3g}"
+
+
+def duration(seconds: float, _position: object = None) -> str:
+    """A duration in the largest unit it reaches: 500 ms, 1 s, 10 min, 1.5 h, 7 d."""
+    for size, unit in UNITS:
+        if abs(seconds) >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds * 1000:.3g} ms"
+
+
+class DurationTicks(Locator):
+    """Major ticks on round durations: the finest ladder of which at most MOST_TICKS are in
+    view; a plain log locator when the view is too narrow to hold two round values."""
+
+    def __call__(self) -> Sequence[float]:
+        assert self.axis is not None, "set on an axis"
+        low, high = self.axis.get_view_interval()
+        return self.tick_values(low, high)
+
+    def tick_values(self, vmin: float, vmax: float) -> Sequence[float]:
+        low, high = sorted((vmin, vmax))
+        fine = [t for t in FINE if low <= t <= high]
+        if len(fine) < 2:
+            return LogLocator().tick_values(low, high)
+        for ladder in (FINE, COARSE, CLOCK):
+            ticks = [t for t in ladder if low <= t <= high]
+            if len(ticks) <= MOST_TICKS:
+                return ticks
+        return ticks  # CLOCK has no more than MOST_TICKS values
+
+
+def log_axis(axis: Axis, *, seconds: bool = False) -> None:
+    """Tick a log-scale axis (already set to log): counts, or durations given in seconds."""
+    if seconds:
+        axis.set_major_locator(DurationTicks())
+    axis.set_major_formatter(FuncFormatter(duration if seconds else compact))
+    axis.set_minor_locator(NullLocator())
