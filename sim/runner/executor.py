@@ -10,11 +10,8 @@ come from joblib's reusable loky pool: started once, then reused by every later 
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,14 +35,6 @@ def default_workers() -> int:
 
 def _indexed(index: int, fn: Callable[..., Any], *args: Any) -> tuple[int, Any]:
     return index, fn(*args)
-
-
-def _import(modules: tuple[str, ...], linger_s: float) -> None:
-    """A worker's first task: import what the next tasks need; linger so that every worker of
-    the pool gets one."""
-    for module in modules:
-        importlib.import_module(module)
-    time.sleep(linger_s)
 
 
 class Executor:
@@ -136,16 +125,6 @@ class Executor:
             delayed(_indexed)(i, fn, *args) for i, args in enumerate(tasks)
         )
         return results
-
-    def warm_up(self, *modules: str) -> threading.Thread | None:
-        """Start the local worker processes and import `modules` in each, in the background; the
-        pool is then reused by the next `map` (join the thread first). None without workers."""
-        if self.dask is not None or self.workers == 1:
-            return None
-        tasks = [(modules, 0.2)] * self.workers
-        thread = threading.Thread(target=self.gather, args=(_import, tasks), daemon=True)
-        thread.start()
-        return thread
 
     def gather(
         self,

@@ -1,4 +1,4 @@
-"""Worker processes: started once and reused, warmed up ahead of the run, and fed scenarios whose
+"""Worker processes: started once and reused, and fed scenarios whose
 CSV inputs travel with them (no worker reads an input file again)."""
 
 import os
@@ -24,16 +24,10 @@ def _pid() -> int:
 
 @pytest.mark.slow
 def test_the_pool_is_started_once_and_reused():
-    executor = Executor(2)
-    warming = executor.warm_up("sim.runner.replications")
-    assert warming is not None
-    warming.join(timeout=120)
-    assert not warming.is_alive()
-    first = set(executor.gather(_pid, [()] * 6))
+    first = set(Executor(2).gather(_pid, [()] * 6))
     again = set(Executor(2).gather(_pid, [()] * 7))  # another Executor, another task count
     assert os.getpid() not in first and len(first) == 2
     assert again == first  # same processes: nothing restarted
-    assert Executor(1).warm_up("sim.runner.replications") is None
 
 
 @pytest.mark.slow
