@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import math
 import sys
@@ -79,6 +80,9 @@ def run(
     folder = write_report(result, out)
     _print_summary(result)
     console.print(f"report: [bold]{folder / 'report.md'}[/bold]")
+    # everything is written and the process ends here: spare its exit a search for garbage
+    # among every object the run made (half of the exit's 0.6 s)
+    gc.freeze()
 
 
 def _load(*modules: str) -> None:
