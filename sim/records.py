@@ -9,12 +9,14 @@ connection failure. `to_frame` turns chunks into the documented, readable table.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import pandas as pd
 
 from sim.policy import FINALS, OUTCOMES, REASONS, STATUS_CONNECTION_ERROR
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS: dict[str, type] = {
     "replication": np.int32,
@@ -86,6 +88,8 @@ def to_frame(
 ) -> pd.DataFrame:
     """The attempt records as a DataFrame with readable outcome/final/reason and nullable status;
     a bus's records also get `rule` (named from `rule_names`) and `account_wait_s`."""
+    import pandas as pd  # here: the engines, which only emit chunks, start without pandas
+
     chunk = chunks if isinstance(chunks, dict) else concat(chunks)
     frame = pd.DataFrame({name: np.asarray(chunk[name], dtype=COLUMNS[name]) for name in COLUMNS})
     if "rule" in chunk:
@@ -107,6 +111,8 @@ def to_frame(
 
 
 def _names(codes: pd.Series, names: tuple[str | None, ...]) -> pd.Series:
+    import pandas as pd
+
     labels = [n for n in names if n is not None]
     offset = 1 if names[0] is None else 0
     values = pd.Categorical.from_codes(codes.to_numpy().astype(int) - offset, categories=labels)

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.des import simulate_replication
 from sim.des.engine import unsupported
-from sim.results.accumulator import ReplicationResult
-from sim.results.bus import accumulator_for
 from sim.runner.executor import Executor, Progress
 from sim.scenario.model import Scenario
+
+if TYPE_CHECKING:
+    from sim.results.accumulator import ReplicationResult
 
 Summaries = list[list[dict[str, Any]]]
 """Per scenario, the summary dict of each replication, in replication order."""
@@ -25,6 +26,8 @@ def run_one(
     scenario: Scenario, replication: int, records: bool = False, progress: Progress | None = None
 ) -> ReplicationResult:
     """Simulate one replication and summarize it; `progress` gets the fraction simulated."""
+    from sim.results.bus import accumulator_for  # pandas: loaded where replications run
+
     sink = accumulator_for(scenario, replication, keep_records=records)
     ticks = None if progress is None else (lambda now: progress(now / scenario.horizon))
     simulate_replication(scenario, replication, sink, ticks)

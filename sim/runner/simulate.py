@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sim.results.run import RunResult
 from sim.runner.replications import Progress, run_replications
 from sim.scenario.loading import load_scenario, with_overrides
 from sim.scenario.model import Scenario
+
+if TYPE_CHECKING:
+    from sim.results.run import RunResult
 
 
 def simulate(
@@ -38,4 +40,6 @@ def simulate(
     scenario = with_overrides(scenario, merged)
     started = time.perf_counter()
     results = run_replications(scenario, records=records, workers=workers, progress=progress)
+    from sim.results.run import RunResult  # pandas loads while the workers run, not before
+
     return RunResult(scenario, results, time.perf_counter() - started)
