@@ -1,13 +1,18 @@
-"""Ticks for the reports' log axes, labelled as people write the numbers: counts as 1k or 2.5M,
-durations on round values of their own units (1 s, 10 min, 6 h). Plain text, and major ticks
-only: matplotlib's default typesets every label as mathtext (10^3) and draws eight minor ticks
-a decade, which was most of the cost of drawing a log axis."""
+"""Tick labels as people write the numbers — counts as 1k or 2.5M, durations on round values of
+their own units (1 s, 10 min, 6 h) — and the fixed margins they allow.
+
+On log axes, plain text and major ticks only: matplotlib's default typesets every label as
+mathtext (10^3) and draws eight minor ticks a decade, which was most of the cost of drawing a
+log axis. Compact labels are at most a few characters wide, so a report's single-axes plot can
+have fixed margins (`fixed_margins`) instead of measuring every label to lay the figure out
+(`tight_layout`, a third of the cost of drawing it)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from matplotlib.axis import Axis
+from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, Locator, LogLocator, NullLocator
 
 MOST_TICKS = 8
@@ -17,6 +22,9 @@ FINE = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 3
         600, 1200, 1800, 3600, 7200, 21600, 43200, 86400, 172800, 604800)  # fmt: skip
 COARSE = (0.001, 0.01, 0.1, 1, 10, 60, 600, 3600, 21600, 86400, 604800)
 CLOCK = (0.001, 0.1, 1, 60, 3600, 86400, 604800)
+MARGINS_IN = {"left": 0.95, "right": 0.2, "bottom": 0.6, "top": 0.4}
+"""Room around a single axes with compact tick labels: y labels and their title on the left,
+x labels and title below, the title above."""
 UNITS = ((86400, "d"), (3600, "h"), (60, "min"), (1, "s"), (0.001, "ms"))
 
 
@@ -63,3 +71,20 @@ def log_axis(axis: Axis, *, seconds: bool = False) -> None:
         axis.set_major_locator(DurationTicks())
     axis.set_major_formatter(FuncFormatter(duration if seconds else compact))
     axis.set_minor_locator(NullLocator())
+
+
+def count_axis(axis: Axis) -> None:
+    """Label a linear axis of counts or rates compactly (800k rather than 800000)."""
+    axis.set_major_formatter(FuncFormatter(compact))
+
+
+def fixed_margins(fig: Figure) -> Figure:
+    """Give a figure's single axes the fixed margins MARGINS_IN (for compact tick labels)."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(
+        left=MARGINS_IN["left"] / width,
+        right=1 - MARGINS_IN["right"] / width,
+        bottom=MARGINS_IN["bottom"] / height,
+        top=1 - MARGINS_IN["top"] / height,
+    )
+    return fig

@@ -53,11 +53,12 @@ def number(value: Any, digits: int = 4) -> str:
     return f"{value:,.{digits}g}"
 
 
-def save_figure(fig: Figure, path: Path, dpi: int = 110) -> None:
-    """Lay out, write and close a figure."""
+def save_figure(fig: Figure, path: Path, dpi: int = 110, *, layout: bool = True) -> None:
+    """Lay out (unless `layout=False`: its margins are set already), write and close a figure."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
 

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sim.analysis.sweeps import SweepResult, label
-from sim.report.axes import log_axis
+from sim.report.axes import count_axis, log_axis
 from sim.report.fit import plot_arrivals_fit, plot_latency_fit  # noqa: F401  (public here too)
 from sim.report.outputs import number
 from sim.results.run import RunResult
@@ -54,6 +54,7 @@ def plot_backlog(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
         ax.plot(x, band["mean"], color=color, label=column.replace("_", " "))
         ax.fill_between(x, band["low"], band["high"], color=color, alpha=0.25, linewidth=0)
     ax.set(xlabel="time (h)", ylabel="events", title="Backlog (waiting for a token) and retry pool")
+    count_axis(ax.yaxis)
     ax.legend()
     ax.grid(alpha=0.3)
     return ax
@@ -109,6 +110,7 @@ def plot_throughput(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
     if limit is not None:
         ax.axhline(limit, color="k", linestyle="--", linewidth=1, label=name)
     ax.set(xlabel="time (h)", ylabel="per second", title="Throughput")
+    count_axis(ax.yaxis)
     ax.legend()
     ax.grid(alpha=0.3)
     return ax
@@ -145,6 +147,7 @@ def plot_dlq(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
         ax.plot(_hours(band.index), band["mean"], label=column)
         ax.fill_between(_hours(band.index), band["low"], band["high"], alpha=0.25, linewidth=0)
     ax.set(xlabel="time (h)", ylabel="events (cumulative)", title="Dead-lettered and dropped")
+    count_axis(ax.yaxis)
     ax.legend()
     ax.grid(alpha=0.3)
     return ax

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from matplotlib.figure import Figure
 
+from sim.report.axes import fixed_margins
 from sim.report.bus import backlog_plot_name, bus_intro, bus_markdown, timeseries_table
 from sim.report.outputs import human_seconds, json_safe, number, save_figure, write_folder
 from sim.report.plots import (
@@ -232,9 +233,9 @@ def report_markdown(result: RunResult) -> str:
 
 def draw_plot(name: str, result: RunResult, path: Path) -> str:
     """Draw one of the report's PLOTS into a PNG file."""
-    fig = Figure(figsize=(9, 4))  # no pyplot: no GUI backend, whatever the process
+    fig = fixed_margins(Figure(figsize=(9, 4)))  # no pyplot: no GUI backend, whatever the process
     PLOTS[name](result, fig.subplots())
-    save_figure(fig, path)
+    save_figure(fig, path, layout=False)
     return name
 
 
