@@ -32,7 +32,7 @@ def benchmarks(quick: bool) -> dict[str, Callable[[], Section]]:
 
     return {
         "ref24h": lambda: model_bench.ref24h(repeats=repeats),
-        "sim_run": lambda: questions.sim_run(repeats=1 if quick else 2),
+        "sim_run": lambda: questions.sim_run(repeats=1 if quick else 3),
         "sim_size": lambda: questions.sim_size(grid=not quick),
         "profile": profiling.profile,
         "scaling": lambda: model_bench.scaling(repeats=1 if quick else 2),
