@@ -59,7 +59,6 @@ def run(
     ] = None,
 ) -> None:
     """Simulate a scenario and write its report folder (summary, time series, plots, report.md)."""
-    file_plots()
     shortcuts = {"replications": replications, "seed": seed, "horizon": horizon}
     overrides = [*(set_ or []), *(f"{k}={v}" for k, v in shortcuts.items() if v is not None)]
     with naming_options(scenario_file, shortcuts, set_ or []):
@@ -70,7 +69,7 @@ def run(
 
     # the report code (matplotlib, pandas, SciPy's t quantiles) loads in the background while
     # the replications run
-    loading = threading.Thread(target=_load, args=("sim.report.run", "scipy.special"))
+    loading = threading.Thread(target=_load_report)
     loading.start()
     with progress_bar(f"simulating {scenario.name}", console) as tick:
         result = simulate(scenario, records=records, workers=workers, progress=tick)
@@ -85,8 +84,9 @@ def run(
     gc.freeze()
 
 
-def _load(*modules: str) -> None:
-    for module in modules:
+def _load_report() -> None:
+    file_plots()  # before pyplot loads
+    for module in ("sim.report.run", "scipy.special"):
         importlib.import_module(module)
 
 
