@@ -55,7 +55,7 @@ def put_events_app(
 
     async def handle(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_REQUEST_BYTES:
-            return _too_large()
+            return _unread(_too_large())
         signed = None
         if credentials:
             try:
@@ -63,10 +63,10 @@ def put_events_app(
                     request.headers, credentials, envelope.region, datetime.now(UTC)
                 )
             except sigv4.AuthFailure as failure:
-                return _refused(request, failure)
+                return _unread(_refused(request, failure))
         body = await _read_capped(request)
         if body is None:
-            return _too_large()
+            return _unread(_too_large())
         if signed is not None:
             url = f"{request.scheme}://{request.host}{request.raw_path}"
             try:
@@ -147,6 +147,14 @@ def _error(status: int, kind: str, message: str) -> web.Response:
 def _refused(request: web.Request, failure: sigv4.AuthFailure) -> web.Response:
     log.info("PutEvents request from %s refused: %s", request.remote, failure.code)
     return _error(failure.status, failure.code, str(failure))
+
+
+def _unread(response: web.Response) -> web.Response:
+    """An answer given before the request's body was read through: the connection closes after
+    it (the unread rest cannot be told from the next request), so it says so — else a client
+    keeping the connection alive would send its next request into a closed socket."""
+    response.force_close()
+    return response
 
 
 def _too_large() -> web.Response:

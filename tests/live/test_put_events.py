@@ -296,6 +296,28 @@ def test_a_body_whose_length_is_over_the_limit_is_refused_before_it_is_sent(
         body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
         assert body["__type"] == "RequestEntityTooLargeException"
         assert b"x-amzn-ErrorType: RequestEntityTooLargeException" in answer
+        assert b"connection: close" in answer.split(b"\r\n\r\n", 1)[0].lower()
+
+
+def test_a_request_refused_before_its_body_is_read_is_told_the_connection_closes(
+    live: LiveCore,
+) -> None:
+    """The signature is checked on the headers first; the body is then left unread and the
+    connection closed, which the answer must say, or a client keeping it alive (boto3 does)
+    sends its next request into a closed socket. The body is held back here so that it is
+    certainly unread when the answer goes out."""
+    with socket.create_connection(("127.0.0.1", _port(live.url)), timeout=10) as conn:
+        conn.sendall(f"{HEAD}Content-Length: 40\r\n\r\n".encode())  # no Authorization
+        answer = conn.recv(65536)
+        head = answer.split(b"\r\n\r\n", 1)[0].lower()
+        assert _status(answer) == 403
+        assert b"connection: close" in head
+        try:
+            conn.sendall(b"x" * 40)
+            after = conn.recv(65536)
+        except (BrokenPipeError, ConnectionResetError):  # closed with bytes unread: a reset
+            after = b""
+        assert after == b""  # closed, as announced
 
 
 def test_an_endless_chunked_body_is_cut_off_once_it_passes_the_limit(tmp_path: Path) -> None:
