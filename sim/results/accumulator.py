@@ -76,21 +76,26 @@ class Accumulator:
         self.keep_records = keep_records
         self.records: list[Chunk] = []
 
-    def _bin(self, name: str, times: np.ndarray) -> None:
-        times = times[times < self.horizon]
-        if times.size:
-            index = (times / self.fine_s).astype(np.int64)
-            first = int(index.min())  # count over the bins the chunk spans, not the horizon
-            counts = np.bincount(index - first)
+    def _bins(self, times: np.ndarray) -> np.ndarray:
+        """Each time's fine bin; a time at or past the horizon (or NaN) gets the bin just past
+        the last, which `_add` never counts."""
+        past = self.fine["arrivals"].size
+        return np.where(times < self.horizon, times / self.fine_s, past).astype(np.int64)
+
+    def _add(self, name: str, bins: np.ndarray) -> None:
+        """Count bins (from `_bins`) into a fine counter, over the bins they span."""
+        if bins.size:
+            first = int(bins.min())
+            counts = np.bincount(bins - first)
             target = self.fine[name][first:]
-            target[: counts.size] += counts[: target.size]
+            target[: counts.size] += counts[: target.size]  # past the last bin: dropped
 
     def _count(self, name: str, n: int) -> None:
         self.counts[name] = self.counts.get(name, 0) + int(n)
 
     def arrivals(self, replication: int, times: np.ndarray) -> None:
         self.n_arrived += times.size
-        self._bin("arrivals", times)
+        self._add("arrivals", self._bins(times))
 
     def attempts(self, chunk: Chunk) -> None:
         if self.keep_records:
@@ -98,20 +103,21 @@ class Accumulator:
         outcome, final = chunk["outcome"], chunk["final"]
         complete = chunk["complete_at"]
         sent = ~np.isin(outcome, policy.UNSENT_OUTCOMES)
-        dispatch = chunk["dispatch_at"][sent]
-        self._bin("attempts", dispatch)
-        self._bin("retries", dispatch[chunk["attempt"][sent] > 1])
-        self._bin("left_backlog", np.where(sent, chunk["dispatch_at"], complete))
-        self._bin("completed", complete[sent])
+        # each time column is binned once; the counters take the rows they count
+        dispatched, completed = self._bins(chunk["dispatch_at"]), self._bins(complete)
+        self._add("attempts", dispatched[sent])
+        self._add("retries", dispatched[sent & (chunk["attempt"] > 1)])
+        self._add("left_backlog", np.where(sent, dispatched, completed))
+        self._add("completed", completed[sent])
         waiting = final == policy.NO_FINAL
-        self._bin("to_retry_pool", complete[waiting])
-        self._bin("ready_again", chunk["next_ready_at"][waiting])
+        self._add("to_retry_pool", completed[waiting])
+        self._add("ready_again", self._bins(chunk["next_ready_at"][waiting]))
         ended = (final != policy.NO_FINAL) & (complete < self.horizon)
-        self._bin("ended_by_arrival", chunk["arrival_at"][ended])
+        self._add("ended_by_arrival", self._bins(chunk["arrival_at"][ended]))
         delivered = ended & (final == policy.FINAL_DELIVERED)
-        self._bin("successes", complete[sent & (outcome == policy.DELIVERED)])
-        self._bin("dlq", complete[ended & (final == policy.FINAL_DLQ)])
-        self._bin("dropped", complete[ended & (final == policy.FINAL_DROPPED)])
+        self._add("successes", completed[sent & (outcome == policy.DELIVERED)])
+        self._add("dlq", completed[ended & (final == policy.FINAL_DLQ)])
+        self._add("dropped", completed[ended & (final == policy.FINAL_DROPPED)])
         self._count("InvocationAttempts", sent.sum())
         self._count(  # as seen at the horizon, like the `successes` series
             "SuccessfulInvocationAttempts",
