@@ -42,9 +42,9 @@ def _keep_heap() -> bool:
     try:
         if not os.confstr("CS_GNU_LIBC_VERSION"):  # glibc only: musl and macOS have no mallopt
             return False
+        mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     except (ValueError, OSError, AttributeError):
         return False
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:
         return False
     mmap = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
