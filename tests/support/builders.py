@@ -1,5 +1,5 @@
 """Builders shared by the tests: tiny scenarios, a list sink, reference implementations, the
-design's example scenario, synthetic validation observations."""
+design's example scenario, synthetic validation observations, attempt-record chunks."""
 
 from __future__ import annotations
 
@@ -9,11 +9,33 @@ from typing import Any
 
 import numpy as np
 
-from sim.records import concat
+from sim.records import COLUMNS, Chunk, concat
 from sim.results.accumulator import DELAY_BINS
 from sim.scenario.loading import build_scenario
 from sim.scenario.model import Scenario
 from sim.validation.observe import SCALARS, SERIES, Observation
+
+
+def chunk(**columns: Any) -> Chunk:
+    """An attempt-record chunk of the given columns; the others zero, or NaN for times."""
+    n = len(columns["event_id"])
+    out = {name: np.zeros(n, dtype=dtype) for name, dtype in COLUMNS.items()}
+    for name in ("arrival_at", "ready_at", "dispatch_at", "complete_at", "next_ready_at"):
+        out[name] = np.full(n, np.nan)
+    for name, values in columns.items():
+        out[name] = np.asarray(values, dtype=COLUMNS[name])
+    return out
+
+
+def assert_same_attempt_log(fast: Chunk, slow: Chunk) -> None:
+    """Two engines' attempt logs (rows in the same order) agree row by row: integer columns
+    exactly, times to 1e-9 s (sums taken in another order)."""
+    assert fast["event_id"].size == slow["event_id"].size
+    for name, column in fast.items():
+        if column.dtype.kind == "f":
+            np.testing.assert_allclose(slow[name], column, rtol=0, atol=1e-9, err_msg=name)
+        else:
+            np.testing.assert_array_equal(slow[name], column, err_msg=name)
 
 
 def scenario(**overrides: Any) -> Scenario:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from sim import policy
 from sim.cli import app
 from sim.live.config.loading import config_for_scenario
-from sim.records import COLUMNS, Chunk
+from sim.records import Chunk
 from sim.scenario.loading import build_scenario, with_overrides
 from sim.scenario.loading import load_scenario as build_scenario_file
 from sim.scenario.model import Scenario
@@ -31,6 +31,7 @@ from sim.validation.loadgen import bus_events, match_draws
 from sim.validation.observe import SCALARS, SERIES, observe
 from sim.validation.overhead import bus_conformance, ideal_dispatch
 from tests.support import ROOT
+from tests.support.builders import chunk
 
 NAN = np.nan
 BUS_YAML = ROOT / "scenarios" / "validation" / "bus.yaml"
@@ -58,16 +59,6 @@ def bus(order: str = "after_destination", **limits: Any) -> Scenario:
         "sample_every": 5,
     }
     return build_scenario(data, source="t.yaml", base_dir=Path("."))
-
-
-def chunk(**columns: Any) -> Chunk:
-    n = len(columns["event_id"])
-    out = {name: np.zeros(n, dtype=dtype) for name, dtype in COLUMNS.items()}
-    for name in ("arrival_at", "ready_at", "dispatch_at", "complete_at", "next_ready_at"):
-        out[name] = np.full(n, NAN)
-    for name, values in columns.items():
-        out[name] = np.asarray(values, dtype=COLUMNS[name])
-    return out
 
 
 # --- rule matches for the load generator (B2) ---------------------------------------------------

@@ -8,12 +8,12 @@ import pytest
 from sim import policy
 from sim.des import simulate_replication
 from sim.endpoint.server import RequestRecord
-from sim.records import COLUMNS, concat
+from sim.records import concat
 from sim.validation.live import EVENT_HEADER, LiveRun
 from sim.validation.loadgen import LoadGenerator, arrival_times, make_event
 from sim.validation.observe import Collector, before_horizon
 from sim.validation.overhead import conformance, corrected_records, ideal_dispatch, measure
-from tests.support.builders import scenario
+from tests.support.builders import chunk, scenario
 
 NAN = np.nan
 
@@ -52,16 +52,6 @@ def test_load_generator_submits_every_event_in_order_never_early_beyond_a_batch(
     assert ids == list(range(200))
     assert batches[0][0] == make_event(0, float(times[0]))
     assert (generator.lag_s >= -generator.batch_s - 1e-9).all()
-
-
-def chunk(**columns):
-    n = len(columns["event_id"])
-    out = {name: np.zeros(n, dtype=dtype) for name, dtype in COLUMNS.items()}
-    for name in ("arrival_at", "ready_at", "dispatch_at", "complete_at", "next_ready_at"):
-        out[name] = np.full(n, NAN)
-    for name, values in columns.items():
-        out[name] = np.asarray(values, dtype=COLUMNS[name])
-    return out
 
 
 def test_ideal_dispatch_serves_sent_attempts_oldest_ready_first_through_the_bucket():

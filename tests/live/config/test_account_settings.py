@@ -8,30 +8,11 @@ import pytest
 
 from sim.errors import InputError
 from sim.live.config.loading import build_config
+from tests.support.processes import core_config_data
 
 
 def config(**sim: Any) -> dict[str, Any]:
-    return {
-        "Connections": [
-            {
-                "Name": "c",
-                "AuthorizationType": "API_KEY",
-                "AuthParameters": {"ApiKeyAuthParameters": {"ApiKeyName": "k", "ApiKeyValue": "v"}},
-            }
-        ],
-        "ApiDestinations": [
-            {
-                "Name": "d",
-                "ConnectionArn": "c",
-                "InvocationEndpoint": "https://example.com/",
-                "HttpMethod": "POST",
-            }
-        ],
-        "Rules": [
-            {"Name": "r", "EventPattern": {"source": ["x"]}, "Targets": [{"Id": "t", "Arn": "d"}]}
-        ],
-        "sim": sim,
-    }
+    return core_config_data("https://example.com/", sim=sim)
 
 
 def test_no_quota_by_default() -> None:
