@@ -55,14 +55,10 @@ class DurationTicks(Locator):
 
     def tick_values(self, vmin: float, vmax: float) -> Sequence[float]:
         low, high = sorted((vmin, vmax))
-        fine = [t for t in FINE if low <= t <= high]
-        if len(fine) < 2:
+        in_view = [[t for t in ladder if low <= t <= high] for ladder in (FINE, COARSE, CLOCK)]
+        if len(in_view[0]) < 2:
             return LogLocator().tick_values(low, high)
-        for ladder in (FINE, COARSE, CLOCK):
-            ticks = [t for t in ladder if low <= t <= high]
-            if len(ticks) <= MOST_TICKS:
-                return ticks
-        return ticks  # CLOCK has no more than MOST_TICKS values
+        return next(ticks for ticks in in_view if len(ticks) <= MOST_TICKS)  # CLOCK always fits
 
 
 def log_axis(axis: Axis, *, seconds: bool = False) -> None:

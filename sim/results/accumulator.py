@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,9 +21,6 @@ import pandas as pd
 from sim import policy
 from sim.records import Chunk
 from sim.scenario.model import MAX_RETRY_ATTEMPTS, Scenario
-
-if TYPE_CHECKING:
-    pass
 
 COST_PER_INVOCATION_USD = 0.20 / 1e6
 DELAY_BINS = np.concatenate(([0.0], np.logspace(-3, 6, 721)))
