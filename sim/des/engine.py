@@ -27,7 +27,7 @@ from sim.des.matching import Matcher
 from sim.des.memory import tune_allocation
 from sim.des.rules import LaneRules
 from sim.errors import InputError
-from sim.records import BUS_COLUMNS, COLUMNS, Chunk, Sink
+from sim.records import BUS_COLUMNS, COLUMNS, Chunk, Sink, column
 from sim.rng import generator
 from sim.scenario.arrivals import arrival_windows
 from sim.scenario.model import Scenario
@@ -214,7 +214,7 @@ class Model:
         while True:
             for lane in self.lanes:
                 self._release_for(lane)
-            last = self.joint.step(self.known_until, self.source_done)
+            last = self.joint.step(self.known_until)
             if last is None:  # nothing that can be scheduled before the release frontier
                 if self.source_done:
                     return
@@ -246,9 +246,7 @@ class Model:
             delivery = out["event_id"]
             out["event_id"] = delivery // self.n_rules
             out["rule"] = (delivery % self.n_rules).astype(BUS_COLUMNS["rule"])
-            wait = chunk.get("account_wait_s")
-            n = delivery.size
-            out["account_wait_s"] = np.zeros(n) if wait is None else np.asarray(wait, float)
+            out["account_wait_s"] = np.asarray(column(chunk, "account_wait_s"), float)
         self._out.append(out)
         self._out_rows += out["event_id"].size
         if self._out_rows >= FLUSH_ROWS:

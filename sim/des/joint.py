@@ -65,7 +65,7 @@ class Joint:
         self.full_at = 0.0  # the account bucket: full from this instant on
         self.horizon = horizon
 
-    def step(self, before: float, source_done: bool = False) -> float | None:
+    def step(self, before: float) -> float | None:
         """Serve one joint block of items ready before `before`.
 
         Returns the last time reached, None when nothing can be scheduled before the release

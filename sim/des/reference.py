@@ -152,11 +152,11 @@ class Delivery:
     """One (event, rule) pair on its way; `decided` fires when the account has decided it."""
 
     def __init__(self, env: simpy.Environment, delivery_id: int, event_id: int, rule: int,
-                 arrival_at: float, deadline: float, order: int) -> None:  # fmt: skip
+                 arrival_at: float, deadline: float) -> None:  # fmt: skip
         self.id, self.event_id, self.rule = delivery_id, event_id, rule
         self.arrival_at, self.deadline = arrival_at, deadline
         self.ready_at = arrival_at
-        self.order = order  # join order, for ties
+        self.order = 0  # order of joining the account's line (set as it joins), for ties
         self.retries_done = 0
         self.decided = env.event()
 
@@ -221,7 +221,7 @@ class BaselineModel:
                     if matched[r][i]:
                         delivery = Delivery(
                             self.env, event_id * n_rules + r, event_id, r, arrival_at,
-                            policy.age_deadline(arrival_at, rule.retry), self.joined,
+                            policy.age_deadline(arrival_at, rule.retry),
                         )  # fmt: skip
                         self.env.process(self.deliver(delivery))
                 event_id += 1
@@ -355,9 +355,9 @@ class BaselineModel:
                 if line.waiting:
                     head = line.waiting[0]
                     token = policy.token_from(line.full_at, line.rate, line.burst)
-                    eligible = max(head.ready_at, line.head_since, token)
-                    if best is None or (eligible, index) < best:
-                        best = (eligible, index)
+                    eligible = policy.head_eligible_at(head.ready_at, line.head_since, token)
+                    if best is None or policy.grant_key(eligible, index) < best:
+                        best = policy.grant_key(eligible, index)
             if best is None:
                 yield from self._wait(None)
                 continue
@@ -389,7 +389,7 @@ class BaselineModel:
                 continue
             head = min(
                 self.account_waiting,
-                key=lambda d: (d.ready_at, self.rules[d.rule].target, d.order),
+                key=lambda d: policy.before_key(d.ready_at, self.rules[d.rule].target, d.order),
             )
             grant = max(head.ready_at, self._account_token_from())
             if policy.aged_out(grant, head.deadline):

@@ -29,10 +29,6 @@ def _mean(result: RunResult, key: str) -> float:
     return float(m[key]) if key in m.index else math.nan
 
 
-def _seconds(value: float) -> str:
-    return human_seconds(value)
-
-
 def binding(result: RunResult, destination: str) -> str:
     """Which bucket held this destination's deliveries back: 'its own limit', 'the account
     quota', 'both' or 'neither'."""
@@ -92,7 +88,7 @@ def account_lines(result: RunResult) -> list[str]:
          for d in bus.destinations),
         key=lambda item: -item[1] if not math.isnan(item[1]) else math.inf,
     )  # fmt: skip
-    listed = ", ".join(f"{name} {_seconds(p99)}" for name, p99 in waits)
+    listed = ", ".join(f"{name} {human_seconds(p99)}" for name, p99 in waits)
     lines.append(
         f"Whose deliveries wait (p99 delivery delay, pending counted at their age): {listed}."
     )
@@ -113,10 +109,10 @@ def destination_table(result: RunResult) -> list[str]:
         lines.append(
             f"| {d.name} | {'unlimited' if limit is None else f'{limit:g}'} | "
             f"{number(_mean(result, p + 'events_arrived'))} | "
-            f"{_seconds(_mean(result, p + 'delivery_delay_s.p50'))} | "
-            f"{_seconds(_mean(result, p + 'delivery_delay_s.p99_with_pending'))} | "
-            f"{_seconds(_mean(result, p + 'delivery_delay_s.max'))} | "
-            f"{number(_mean(result, p + 'backlog_peak'))} ({_seconds(peak_at)}) | "
+            f"{human_seconds(_mean(result, p + 'delivery_delay_s.p50'))} | "
+            f"{human_seconds(_mean(result, p + 'delivery_delay_s.p99_with_pending'))} | "
+            f"{human_seconds(_mean(result, p + 'delivery_delay_s.max'))} | "
+            f"{number(_mean(result, p + 'backlog_peak'))} ({human_seconds(peak_at)}) | "
             f"{number(_mean(result, p + 'InvocationsSentToDlq'))} | "
             f"{number(_mean(result, p + 'events_dropped'))} | "
             f"{number(_mean(result, p + 'events_pending'))} | "
@@ -155,7 +151,7 @@ def destination_sections(result: RunResult) -> list[str]:
             lines.append(
                 f"| {r.name} | {number(_mean(result, q + 'events_arrived'))} | "
                 f"{number(_mean(result, q + 'events_delivered'))} | "
-                f"{_seconds(_mean(result, q + 'delivery_delay_s.p99_with_pending'))} | "
+                f"{human_seconds(_mean(result, q + 'delivery_delay_s.p99_with_pending'))} | "
                 f"{number(_mean(result, q + 'InvocationsSentToDlq'))} | "
                 f"{number(_mean(result, q + 'events_dropped'))} | "
                 f"{number(_mean(result, q + 'RetryInvocationAttempts'))} |"

@@ -104,13 +104,7 @@ def line_burst(result: RunResult) -> float:
     """The backlog one burst absorbs: the destination's burst capacity; on a bus, the sum of
     the destinations' (at most the account's)."""
     scenario = result.scenario
-    if not scenario.is_bus:
-        return scenario.destination.burst
-    bus = scenario.bus
-    total = float(sum(d.burst for d in bus.destinations))
-    if bus.account.invocation_limit_per_second is not None:
-        total = min(total, bus.account.burst)
-    return total
+    return scenario.bus.burst if scenario.is_bus else scenario.destination.burst
 
 
 def headline(result: RunResult) -> list[str]:

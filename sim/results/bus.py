@@ -53,10 +53,7 @@ class BusAccumulator:
         self.bus = bus
         self.replication = replication
         bursts = [d.burst for d in bus.destinations]
-        whole = float(sum(bursts))
-        if bus.account.invocation_limit_per_second is not None:
-            whole = min(whole, bus.account.burst)
-        self.total = Accumulator(scenario, replication, keep_records, burst=whole)
+        self.total = Accumulator(scenario, replication, keep_records, burst=bus.burst)
         self.targets = np.asarray(bus.targets, dtype=np.int64)
         self.rules = [Accumulator(scenario, replication, burst=bursts[t]) for t in bus.targets]
         self.alone = [  # a destination whose only rule is this one shares its accumulator

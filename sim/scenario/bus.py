@@ -101,6 +101,15 @@ class Bus:
         index = {d.name: i for i, d in enumerate(self.destinations)}
         return tuple(index[rule.target] for rule in self.rules)
 
+    @property
+    def burst(self) -> float:
+        """The backlog one burst absorbs on the whole bus: the destinations' burst capacities
+        summed, at most the account's when it has a quota."""
+        total = float(sum(d.burst for d in self.destinations))
+        if self.account.invocation_limit_per_second is not None:
+            total = min(total, self.account.burst)
+        return total
+
     def destination(self, name: str) -> BusDestination:
         """The destination called `name` (KeyError if there is none)."""
         for destination in self.destinations:

@@ -81,10 +81,6 @@ class AccountGate:
     def before_destination(self) -> bool:
         return self.order == "before_destination"
 
-    def __len__(self) -> int:
-        """Deliveries waiting in the account's line (before_destination)."""
-        return len(self._line)
-
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
