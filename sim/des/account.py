@@ -199,16 +199,29 @@ def _unchanged(lines: list[Line], counts: list[int], before: list[Line], plan: S
         at = line.ready_at[j] if j < line.ready_at.size else line.frontier
         head = float(mine.head_after[j - 1]) if j else line.head_since
         full = float(mine.full_after[j - 1]) if j else line.full_at
-        slack = math.inf if line.rate is None else (line.capacity - 1.0) / line.rate
-        lowest = max(float(at), head, full - slack)
-        keys = plan.key
-        low = int(np.searchsorted(keys, lowest, side="left"))
-        high = int(np.searchsorted(keys, lowest, side="right"))
-        if high > low:
-            low += int(np.searchsorted(plan.lane[low:high], d, side="left"))
+        lowest = lowest_key(float(at), head, full, line.rate, line.capacity)
         last = int(mine.position[j - 1]) if j else -1
-        kept = min(kept, max(low, last + 1))
+        kept = min(kept, first_from(plan, lowest, d, last))
     return kept
+
+
+def lowest_key(
+    ready_at: float, head_since: float, full_at: float, rate: float | None, capacity: float
+) -> float:
+    """`after_destination`: the smallest key a delivery ready at or after `ready_at` could have
+    in a line whose head took its place at `head_since` and whose bucket is in state `full_at`."""
+    return policy.head_eligible_at(ready_at, head_since, policy.token_from(full_at, rate, capacity))
+
+
+def first_from(schedule: Schedule, key: float, lane: int, after: int) -> int:
+    """The first position of the sequence past `after` whose (key, lane) is at least
+    (key, lane): where a delivery of that lane with that key would enter it."""
+    keys = schedule.key
+    low = int(np.searchsorted(keys, key, side="left"))
+    high = int(np.searchsorted(keys, key, side="right"))
+    if high > low:
+        low += int(np.searchsorted(schedule.lane[low:high], lane, side="left"))
+    return max(low, after + 1)
 
 
 def before_destination(

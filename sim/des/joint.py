@@ -18,12 +18,18 @@ Cuts change the cost, never the result: the tests run it one item at a time.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from sim.des.account import Line, Schedule, after_destination, before_destination
+from sim.des.account import (
+    Line,
+    Schedule,
+    after_destination,
+    before_destination,
+    first_from,
+    lowest_key,
+)
 from sim.des.items import Items, empty, merge, sort_by_ready
 from sim.des.lane import Lane, children_of
 from sim.des.selection import MAX_ROUNDS, carried_over_items, identity
@@ -143,15 +149,14 @@ class Joint:
             else:
                 last = -1
                 lowest = self._lowest_key(lane, bound, lane.head_since, lane.full_at)
-            length = min(length, _first_from(plan, lowest, d, last))
+            length = min(length, first_from(plan, lowest, d, last))
         return Proposal(items, from_queue, lines, plan, length, horizon_cut == 0)
 
     def _lowest_key(self, lane: Lane, ready_at: float, head_since: float, full_at: float) -> float:
         """The smallest key a delivery ready at or after `ready_at` could have in this lane."""
         if not self.after:
             return ready_at
-        slack = math.inf if lane.rate is None else (lane.capacity - 1.0) / lane.rate
-        return max(ready_at, float(head_since), float(full_at) - slack)
+        return lowest_key(ready_at, float(head_since), float(full_at), lane.rate, lane.capacity)
 
     # --- deciding -------------------------------------------------------------------------
 
@@ -208,7 +213,7 @@ class Joint:
                 i = int(queued[q])
                 last, head, full = int(line.position[i]), line.head_after[i], line.full_after[i]
             lowest = self._lowest_key(lane, ready, head, full)
-            cuts[c] = _first_from(proposal.schedule, lowest, d, last)
+            cuts[c] = first_from(proposal.schedule, lowest, d, last)
         return cuts
 
     def _settled(self, proposal: Proposal, decided: list[LaneDecided]) -> int:
@@ -310,17 +315,6 @@ def _reusable(
 
 def _same_floats(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (np.isnan(a) & np.isnan(b))
-
-
-def _first_from(schedule: Schedule, key: float, lane: int, after: int) -> int:
-    """The first position of the sequence past `after` whose (key, lane) is at least
-    (key, lane): where a delivery of that lane with that key would enter it."""
-    keys = schedule.key
-    low = int(np.searchsorted(keys, key, side="left"))
-    high = int(np.searchsorted(keys, key, side="right"))
-    if high > low:
-        low += int(np.searchsorted(schedule.lane[low:high], lane, side="left"))
-    return max(low, after + 1)
 
 
 def _as_map(items: Items) -> dict[int, float]:
