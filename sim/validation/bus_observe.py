@@ -21,7 +21,6 @@ only the attempts by outcome and the requests per bin are counted here, as for o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,11 +33,13 @@ from sim.scenario.model import Scenario
 from sim.validation.bus_timing import corrected_bus_records, ideal_account_wait
 from sim.validation.live import LiveRun
 from sim.validation.observe import (
-    OUTCOME_METRICS,
-    SUMMARY_METRICS,
+    SCALARS,
     Collector,
     Observation,
     before_horizon,
+    bin_edges,
+    outcome_counts,
+    series_of,
 )
 from sim.validation.overhead import Overhead, bus_lines
 
@@ -50,30 +51,12 @@ def _rows(records: Chunk, keep: np.ndarray) -> Chunk:
     return {name: column[keep] for name, column in records.items()}
 
 
-def _outcomes(records: Chunk) -> dict[str, float]:
-    sent = ~np.isin(records["outcome"], policy.UNSENT_OUTCOMES)
-    return {
-        name: float((sent & (records["outcome"] == code)).sum())
-        for name, code in OUTCOME_METRICS.items()
-    }
-
-
 def _scalars(summary: dict[str, float], prefix: str, records: Chunk) -> dict[str, float]:
     """A part's scalars in the single form's order (`observe.SCALARS`)."""
-    outcomes = _outcomes(records)
-    names = (SUMMARY_METRICS[0], *OUTCOME_METRICS, *SUMMARY_METRICS[1:])
+    outcomes = outcome_counts(records)
     return {
         prefix + name: outcomes[name] if name in outcomes else float(summary[prefix + name])
-        for name in names
-    }
-
-
-def _series(frame: pd.DataFrame, edges: np.ndarray, requests_at: np.ndarray) -> dict[str, Any]:
-    requests = np.histogram(requests_at[requests_at < edges[-1]], bins=edges)[0]
-    return {
-        "backlog": frame["backlog"].to_numpy(dtype=float),
-        "retry_pool": frame["retry_pool"].to_numpy(dtype=float),
-        "requests": requests.astype(float),
+        for name in SCALARS
     }
 
 
@@ -107,14 +90,13 @@ def observe_bus(
     destination = np.asarray(bus.targets, dtype=int)[rule] if rule.size else rule
     sent = ~np.isin(chunk["outcome"], policy.UNSENT_OUTCOMES)
     frame = result.timeseries
-    ends = frame["time_s"].to_numpy()
-    edges = np.append(np.concatenate(([0.0], ends[:-1])), ends[-1])
+    edges = bin_edges(frame)
     dispatched = [
         chunk["dispatch_at"][sent & (destination == d)] for d in range(len(bus.destinations))
     ]
     requests = list(requests_by_destination) if requests_by_destination is not None else dispatched
     scalars = _scalars(summary, "", chunk)
-    series = _series(frame, edges, np.concatenate(requests) if requests else np.zeros(0))
+    series = series_of(frame, edges, np.concatenate(requests) if requests else np.zeros(0))
     by_destination = result.destination_series
     assert by_destination is not None, "a bus's result"
     for d, part in enumerate(bus.destinations):
@@ -122,7 +104,7 @@ def observe_bus(
         scalars.update(_scalars(summary, prefix, _rows(chunk, destination == d)))
         mine = by_destination[by_destination["destination"] == part.name]
         series.update(
-            {prefix + k: v for k, v in _series(mine, edges, np.asarray(requests[d])).items()}
+            {prefix + k: v for k, v in series_of(mine, edges, np.asarray(requests[d])).items()}
         )
     for r, bus_rule in enumerate(bus.rules):
         scalars.update(_scalars(summary, f"rules.{bus_rule.name}.", _rows(chunk, rule == r)))
@@ -132,7 +114,7 @@ def observe_bus(
         scalars=scalars,
         series=series,
         delay_histogram=result.delay_histogram,
-        bin_end_s=ends,
+        bin_end_s=frame["time_s"].to_numpy(),
         arrivals=frame["arrivals"].to_numpy(dtype=float),
         successes=frame["successes"].to_numpy(dtype=float),
     )

@@ -8,8 +8,10 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from sim import policy
 from sim.des import simulate_replication
@@ -81,6 +83,31 @@ class Observation:
     successes: np.ndarray  # per bin
 
 
+def outcome_counts(records: Chunk) -> dict[str, float]:
+    """Sent attempts per outcome (`OUTCOME_METRICS`)."""
+    sent = ~np.isin(records["outcome"], policy.UNSENT_OUTCOMES)
+    return {
+        name: float((sent & (records["outcome"] == code)).sum())
+        for name, code in OUTCOME_METRICS.items()
+    }
+
+
+def bin_edges(frame: pd.DataFrame) -> np.ndarray:
+    """Edges of a time-series frame's bins (its `time_s` are their ends; the last may be short)."""
+    ends = frame["time_s"].to_numpy()
+    return np.append(np.concatenate(([0.0], ends[:-1])), ends[-1])
+
+
+def series_of(frame: pd.DataFrame, edges: np.ndarray, requests_at: np.ndarray) -> dict[str, Any]:
+    """The compared SERIES of a time-series frame, with the requests counted per bin."""
+    requests = np.histogram(requests_at[requests_at < edges[-1]], bins=edges)[0]
+    return {
+        "backlog": frame["backlog"].to_numpy(dtype=float),
+        "retry_pool": frame["retry_pool"].to_numpy(dtype=float),
+        "requests": requests.astype(float),
+    }
+
+
 def observe(
     scenario: Scenario,
     replication: int,
@@ -96,26 +123,17 @@ def observe(
     records = before_horizon(concat(chunks), scenario.horizon)
     sink.attempts(records)
     result = sink.finish()
-    sent = ~np.isin(records["outcome"], policy.UNSENT_OUTCOMES)
     scalars = {name: float(result.summary[name]) for name in SUMMARY_METRICS}
-    for name, code in OUTCOME_METRICS.items():
-        scalars[name] = float((sent & (records["outcome"] == code)).sum())
+    scalars.update(outcome_counts(records))
     frame = result.timeseries
-    ends = frame["time_s"].to_numpy()
     if requests_at is None:
+        sent = ~np.isin(records["outcome"], policy.UNSENT_OUTCOMES)
         requests_at = records["dispatch_at"][sent]
-    starts = np.concatenate(([0.0], ends[:-1]))
-    edges = np.append(starts, ends[-1])
-    requests = np.histogram(requests_at[requests_at < scenario.horizon], bins=edges)[0]
     return Observation(
         scalars={name: scalars[name] for name in SCALARS},
-        series={
-            "backlog": frame["backlog"].to_numpy(dtype=float),
-            "retry_pool": frame["retry_pool"].to_numpy(dtype=float),
-            "requests": requests.astype(float),
-        },
+        series=series_of(frame, bin_edges(frame), requests_at),
         delay_histogram=result.delay_histogram,
-        bin_end_s=ends,
+        bin_end_s=frame["time_s"].to_numpy(),
         arrivals=frame["arrivals"].to_numpy(dtype=float),
         successes=frame["successes"].to_numpy(dtype=float),
     )

@@ -284,18 +284,18 @@ def conformance(
     ideal, _ = policy.gcra_schedule(0.0, rate, burst, np.sort(ready))
     ahead = np.sort(ideal) - np.sort(dispatch)
     early = ready - dispatch
-    by_dispatch = np.argsort(dispatch, kind="stable")
-    r, d = ready[by_dispatch], dispatch[by_dispatch]
-    # oldest ready time among attempts dispatched more than `tolerance_s` after each one
-    oldest_later = np.append(np.minimum.accumulate(r[::-1])[::-1], np.inf)
-    skipped = r - oldest_later[np.searchsorted(d, d + tolerance_s, side="right")]
+    skipped = np.zeros(0)
+    if check_order:
+        by_dispatch = np.argsort(dispatch, kind="stable")
+        r, d = ready[by_dispatch], dispatch[by_dispatch]
+        # oldest ready time among attempts dispatched more than `tolerance_s` after each one
+        oldest_later = np.append(np.minimum.accumulate(r[::-1])[::-1], np.inf)
+        skipped = r - oldest_later[np.searchsorted(d, d + tolerance_s, side="right")]
 
     def count(excess: np.ndarray) -> tuple[int, float]:
         bad = excess > tolerance_s
         return int(bad.sum()), float(excess[bad].max()) if bad.any() else 0.0
 
-    if not check_order:
-        skipped = np.zeros(0)
     return Conformance(tolerance_s, n, *count(ahead), *count(early), *count(skipped))
 
 
