@@ -45,14 +45,19 @@ def _hours(seconds: pd.Index | np.ndarray) -> np.ndarray:
     return np.asarray(seconds, dtype=float) / 3600.0
 
 
-def plot_backlog(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
-    """Events waiting for a token and waiting out a backoff, mean with 95 % CI band."""
-    ax = ax or plt.subplots(figsize=(9, 4))[1]
+def _backlog_bands(ax: plt.Axes, timeseries: pd.DataFrame) -> None:
+    """The backlog and the retry pool over time (hours), mean with 95 % CI band."""
     for column, color in (("backlog", "C0"), ("retry_pool", "C3")):
-        band = _band(result.timeseries, column)
+        band = _band(timeseries, column)
         x = _hours(band.index)
         ax.plot(x, band["mean"], color=color, label=column.replace("_", " "))
         ax.fill_between(x, band["low"], band["high"], color=color, alpha=0.25, linewidth=0)
+
+
+def plot_backlog(result: RunResult, ax: plt.Axes | None = None) -> plt.Axes:
+    """Events waiting for a token and waiting out a backoff, mean with 95 % CI band."""
+    ax = ax or plt.subplots(figsize=(9, 4))[1]
+    _backlog_bands(ax, result.timeseries)
     ax.set(xlabel="time (h)", ylabel="events", title="Backlog (waiting for a token) and retry pool")
     count_axis(ax.yaxis)
     ax.legend()
@@ -70,11 +75,7 @@ def plot_destination_backlog(
     if series is None:
         raise ValueError("a per-destination backlog needs a bus run")
     mine = series[series["destination"] == destination]
-    for column, color in (("backlog", "C0"), ("retry_pool", "C3")):
-        band = _band(mine, column)
-        x = _hours(band.index)
-        ax.plot(x, band["mean"], color=color, label=column.replace("_", " "))
-        ax.fill_between(x, band["low"], band["high"], color=color, alpha=0.25, linewidth=0)
+    _backlog_bands(ax, mine)
     ax.set(xlabel="time (h)", ylabel="deliveries", title=f"{destination}: backlog and retry pool")
     ax.grid(alpha=0.3)
     rate_ax = ax.twinx()
