@@ -30,7 +30,7 @@ from sim.des import simulate_replication
 from sim.records import Chunk, concat
 from sim.results.bus import BusAccumulator
 from sim.scenario.model import Scenario
-from sim.validation.bus_timing import corrected_bus_records, ideal_account_wait
+from sim.validation.bus_timing import corrected_bus_records, ideal_bus_dispatch
 from sim.validation.live import LiveRun
 from sim.validation.observe import (
     SCALARS,
@@ -169,7 +169,7 @@ def live_bus_observations(live: LiveRun, overhead: Overhead) -> tuple[Observatio
             received[index[request.path]].append(request.arrival_at)
     requests = [np.array(times, dtype=float) for times in received]
     records = dict(live.records)  # the account's wait of each attempt, on the ideal core
-    records["account_wait_s"] = ideal_account_wait(bus, lines, live.records)
+    records["account_wait_s"] = ideal_bus_dispatch(bus, lines, live.records)[1]
     raw = observe_bus(scenario, live.replication, records, lines.rule, arrivals, requests)
     ideal = corrected_bus_records(bus, lines, live.records, overhead.client_excess_s)
     corrected = observe_bus(scenario, live.replication, ideal, lines.rule, arrivals)

@@ -158,17 +158,12 @@ def _before(
         _release(row, at, follow, push)
 
 
-def ideal_bus_dispatch(bus: Bus, lines: Lines, records: Chunk) -> np.ndarray:
-    """Dispatch times of the sent attempts on an ideal core from their live ready times."""
+def ideal_bus_dispatch(bus: Bus, lines: Lines, records: Chunk) -> tuple[np.ndarray, np.ndarray]:
+    """The sent attempts on an ideal core from their live ready times (`bus_schedule`): their
+    dispatch times, and each one's wait for the account's token (the live core does not record
+    it; the model does, `account_wait_s`)."""
     sent = ~np.isnan(records["dispatch_at"])
-    return bus_schedule(bus, lines, sent, records["ready_at"].astype(float).copy())[0]
-
-
-def ideal_account_wait(bus: Bus, lines: Lines, records: Chunk) -> np.ndarray:
-    """Each attempt's wait for the account's token on an ideal core from its live ready time
-    (`bus_schedule`): the live core does not record it; the model does (`account_wait_s`)."""
-    sent = ~np.isnan(records["dispatch_at"])
-    return bus_schedule(bus, lines, sent, records["ready_at"].astype(float).copy())[1]
+    return bus_schedule(bus, lines, sent, records["ready_at"].astype(float).copy())
 
 
 def corrected_bus_records(

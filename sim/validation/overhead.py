@@ -94,7 +94,7 @@ def measure(live: LiveRun) -> Overhead:
     dispatch = records["dispatch_at"]
     if live.scenario.is_bus:
         lines = bus_lines(live)
-        lag = dispatch - ideal_bus_dispatch(bus, lines, records)
+        lag = dispatch - ideal_bus_dispatch(bus, lines, records)[0]
         timeouts = np.array([d.timeout for d in bus.destinations])[lines.destination]
     else:
         destination = live.scenario.destination

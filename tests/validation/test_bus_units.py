@@ -117,7 +117,7 @@ def test_one_destination_without_quota_is_the_single_forms_bucket() -> None:
     rng = np.random.default_rng(2)
     ready = np.sort(rng.uniform(0, 5, 400))
     records = chunk(event_id=np.arange(400), ready_at=ready, dispatch_at=ready)
-    ideal = ideal_bus_dispatch(s.bus, lines([0] * 400), records)
+    ideal = ideal_bus_dispatch(s.bus, lines([0] * 400), records)[0]
     np.testing.assert_allclose(ideal, ideal_dispatch(records, 100.0, 100.0), atol=1e-9)
 
 
@@ -136,7 +136,7 @@ def test_theory_t2_the_order_decides_what_the_quota_passes(
     order_ = np.argsort(both, kind="stable")
     dest = np.concatenate((np.zeros(ready.size, int), np.ones(ready.size, int)))[order_]
     records = chunk(event_id=np.arange(both.size), ready_at=both[order_], dispatch_at=both[order_])
-    dispatch = ideal_bus_dispatch(s.bus, lines(list(dest)), records)
+    dispatch = ideal_bus_dispatch(s.bus, lines(list(dest)), records)[0]
     window = (dispatch >= 20) & (dispatch < 60)
     assert ((dest == 0) & window).sum() / 40 == pytest.approx(a_rate, rel=0.01)
     assert ((dest == 1) & window).sum() / 40 == pytest.approx(b_rate, rel=0.01)
@@ -153,7 +153,7 @@ def test_the_account_serves_oldest_eligible_first_ties_in_destination_order() ->
         ready_at=[0.5, 0.0, 0.0, 1.5],
         dispatch_at=[1.0, 1.0, 1.0, 1.0],  # sent
     )
-    ideal = ideal_bus_dispatch(s.bus, lines([1, 1, 0, 0]), records)
+    ideal = ideal_bus_dispatch(s.bus, lines([1, 1, 0, 0]), records)[0]
     # ties at 0.0: `a` (row 2) first; then `b`'s row 1 (ready 0) at the next token, 1.0; then
     # `b`'s row 0, eligible from 1.0 (its line's last grant), before `a`'s row 3 (ready 1.5)
     np.testing.assert_allclose(ideal, [2.0, 1.0, 0.0, 3.0])
@@ -216,12 +216,12 @@ def test_a_core_that_ignores_the_account_quota_does_not_conform() -> None:
     rule_names = {0: "to-a", 1: "to-b"}
     ids = np.arange(both.size)
     ideal_records = chunk(event_id=ids, ready_at=both, dispatch_at=both)
-    ideal = ideal_bus_dispatch(s.bus, lines(list(dest)), ideal_records)
+    ideal = ideal_bus_dispatch(s.bus, lines(list(dest)), ideal_records)[0]
     conforming = chunk(event_id=ids, ready_at=both, dispatch_at=ideal)
     rules = {int(i): rule_names[int(d)] for i, d in zip(ids, dest, strict=True)}
     assert bus_conformance(bus_live(s, conforming, rules)).ok
     no_quota = with_overrides(s, {"account.invocation_limit_per_second": None})
-    greedy = ideal_bus_dispatch(no_quota.bus, lines(list(dest)), ideal_records)
+    greedy = ideal_bus_dispatch(no_quota.bus, lines(list(dest)), ideal_records)[0]
     check = bus_conformance(
         bus_live(s, chunk(event_id=ids, ready_at=both, dispatch_at=greedy), rules)
     )
