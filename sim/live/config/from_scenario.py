@@ -149,10 +149,19 @@ def _path(base: str, destination: str) -> str:
 def _burst_setting(destinations: Sequence[BusDestination]) -> float | None:
     """`sim.burst_capacity` giving every destination its burst: null (one second of each
     rate) if that is what they all have, else their common value."""
-    limited = [d for d in destinations if d.invocation_rate_limit_per_second is not None]
-    if all(d.burst == max(1.0, d.invocation_rate_limit_per_second or 1.0) for d in limited):
+    if _default_bursts(destinations):
         return None
+    limited = [d for d in destinations if d.invocation_rate_limit_per_second is not None]
     return limited[0].burst  # equal for all (checked by `_check_shared_settings`)
+
+
+def _default_bursts(destinations: Sequence[BusDestination]) -> bool:
+    """Whether every rate-limited destination has the default burst, one second of its rate."""
+    return all(
+        d.burst == max(1.0, d.invocation_rate_limit_per_second)
+        for d in destinations
+        if d.invocation_rate_limit_per_second is not None
+    )
 
 
 def _check_shared_settings(scenario: Scenario, bus: Bus) -> None:
@@ -162,10 +171,7 @@ def _check_shared_settings(scenario: Scenario, bus: Bus) -> None:
         for i, d in enumerate(bus.destinations)
         if d.invocation_rate_limit_per_second is not None
     ]
-    defaults = all(
-        d.burst == max(1.0, d.invocation_rate_limit_per_second or 1.0) for _, d in limited
-    )
-    if limited and not defaults:
+    if limited and not _default_bursts(bus.destinations):
         _same(scenario, "destinations", [(i, d.burst) for i, d in limited], "burst_capacity",
               "sim.burst_capacity")  # fmt: skip
     indexed = list(enumerate(bus.destinations))
