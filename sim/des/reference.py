@@ -424,25 +424,11 @@ class BaselineModel:
             self._flush()
 
     def _expired(self, d: Delivery, deadline: float) -> None:
-        rule = self.rules[d.rule]
-        self.rows.append(
-            (
-                d.event_id,
-                d.retries_done + 1,
-                d.arrival_at,
-                d.ready_at,
-                math.nan,
-                deadline,
-                policy.STATUS_TIMEOUT,
-                policy.EXPIRED,
-                math.nan,
-                math.nan,
-                policy.age_out_final(rule.dead_letter_queue),
-                policy.MAXIMUM_EVENT_AGE,
-                d.rule,
-                0.0,
-            )
-        )
+        final = policy.age_out_final(self.rules[d.rule].dead_letter_queue)
+        self._row(
+            d, d.retries_done + 1, math.nan, deadline, policy.STATUS_TIMEOUT, policy.EXPIRED,
+            math.nan, math.nan, final, policy.MAXIMUM_EVENT_AGE, 0.0,
+        )  # fmt: skip
 
     def _flush(self) -> None:
         if not self.rows:
